@@ -1,0 +1,71 @@
+"""The one command line: ``jetgen COMMAND``.
+
+Commands live beside the code they drive and are imported only when invoked, so ``jetgen sample``
+on a Jetson never imports torch. Every ``JetgenError`` becomes one sentence on stderr and exit 1.
+Python 3.6 compatible.
+"""
+import importlib
+import sys
+
+import click
+
+from jetgen import __version__
+from jetgen.errors import JetgenError
+
+# command name -> ("module:attribute" of a click.Command, one-line help shown by `jetgen --help`)
+COMMANDS = {
+    "train": ("jetgen.train.commands:train", "Train a model on a data set into a run directory."),
+    "eval": ("jetgen.train.commands:evaluate", "Evaluate a run: ELBO, IWAE NLL, active units, pictures."),
+    "export": ("jetgen.export.commands:export", "Export a run to a deployable bundle for a target board."),
+    "check": ("jetgen.export.check_cmd:check", "Check offline whether a bundle or .onnx deploys on a target."),
+    "info": ("jetgen.runtime.commands:info", "Show what a bundle holds, where it came from, what was built."),
+    "sample": ("jetgen.runtime.commands:sample", "Draw samples from a bundle's prior and decode them."),
+    "interpolate": ("jetgen.runtime.commands:interpolate", "Decode a path between two latents or inputs."),
+    "complete": ("jetgen.runtime.commands:complete", "Fill in the hidden part of inputs by latent optimisation."),
+    "build": ("jetgen.runtime.build_cmd:build", "Build TensorRT engines for a bundle on this device."),
+    "bench": ("jetgen.runtime.bench:bench", "Benchmark a bundle's backends against PyTorch eager."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def format_commands(self, ctx, formatter):
+        # Listing must not import the commands (that would pull torch into `jetgen --help`).
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def get_command(self, ctx, name):
+        spec = COMMANDS.get(name)
+        if spec is None:
+            return None
+        module_name, attr = spec[0].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            missing = getattr(err, "name", None) or str(err)
+            raise click.ClickException(
+                "The '{}' command needs {} which is not installed here; install the extra "
+                "that provides it (see the README).".format(name, missing))
+        return getattr(module, attr)
+
+    def invoke(self, ctx):
+        try:
+            return super(LazyGroup, self).invoke(ctx)
+        except JetgenError as err:
+            click.echo("Error: {}".format(err), err=True)
+            sys.exit(1)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="jetgen")
+def main():
+    """jetgen: train latent generative models, export them, run them on Jetson boards."""
+
+
+if __name__ == "__main__":
+    main()
