@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/python -m vermin -t=3.6- --no-tips --violations jetgen/runtime jetgen/cli.py jetgen/errors.py jetgen/__init__.py
+	$(BIN)/vermin -t=3.6- --no-tips --violations jetgen/runtime jetgen/cli.py jetgen/errors.py jetgen/__init__.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

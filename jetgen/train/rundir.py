@@ -1,0 +1,183 @@
+"""The run directory: what training writes and what eval and export read.
+
+    RUN/
+      config.json            format_version, model config (see jetgen.models.build_model), training options
+      metrics.csv            one row per finished epoch
+      checkpoint/            the last good checkpoint, replaced atomically as a whole directory
+        model.safetensors    weights (no pickle)
+        train_state.pt       optimiser, schedule, RNG and data-order state (torch.load(weights_only=True))
+        meta.json            format_version, epoch, step in epoch, global step, sha256 of model.safetensors
+      plots/                 PNG pictures written by training and eval
+"""
+import csv
+import hashlib
+import json
+import os
+
+from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text
+from jetgen.errors import JetgenError
+
+RUN_FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoint"
+
+
+def sha256_file(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_config(run_dir, config):
+    config = dict(config, format_version=RUN_FORMAT_VERSION)
+    atomic_write_json(os.path.join(run_dir, "config.json"), config)
+    return config
+
+
+def read_config(run_dir):
+    """Read and validate ``RUN/config.json``; JetgenError when missing, corrupt or of another version."""
+    if not os.path.isdir(run_dir):
+        raise JetgenError("Run directory {} does not exist; train one with `jetgen train`.".format(run_dir))
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        raise JetgenError("{} is not a jetgen run directory: it has no config.json.".format(run_dir))
+    except (ValueError, OSError) as err:
+        raise JetgenError("{} is corrupt ({}); the run cannot be read.".format(path, err))
+    if not isinstance(config, dict):
+        raise JetgenError("{} does not hold a run configuration.".format(path))
+    version = config.get("format_version")
+    if version != RUN_FORMAT_VERSION:
+        raise JetgenError("{} was written in run format version {} but this jetgen ({}) reads version {}; use "
+                          "the jetgen version that trained it, or retrain.".format(
+                              run_dir, version, _jetgen_version(), RUN_FORMAT_VERSION))
+    return config
+
+
+def _jetgen_version():
+    from jetgen import __version__
+    return __version__
+
+
+def save_checkpoint(run_dir, model, train_state, meta):
+    """Write model weights, training state and meta as one atomic directory swap.
+
+    ``model`` is an nn.Module (unwrapped from DDP); ``train_state`` a dict of tensors and plain values;
+    ``meta`` a JSON-able dict (epoch, step, global_step, ...).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with AtomicDirectory(os.path.join(run_dir, CHECKPOINT_DIR), force=True) as tmp:
+        weights = os.path.join(tmp, "model.safetensors")
+        save_file(state, weights)
+        torch.save(train_state, os.path.join(tmp, "train_state.pt"))
+        meta = dict(meta, format_version=RUN_FORMAT_VERSION, model_sha256=sha256_file(weights))
+        atomic_write_json(os.path.join(tmp, "meta.json"), meta)
+    return meta
+
+
+def read_meta(run_dir):
+    path = os.path.join(run_dir, CHECKPOINT_DIR, "meta.json")
+    try:
+        with open(path) as handle:
+            meta = json.load(handle)
+    except FileNotFoundError:
+        raise JetgenError("{} has no checkpoint yet (no {}); train it first.".format(run_dir, path))
+    except (ValueError, OSError) as err:
+        raise JetgenError("Checkpoint metadata {} is corrupt ({}).".format(path, err))
+    if meta.get("format_version") != RUN_FORMAT_VERSION:
+        raise JetgenError("The checkpoint in {} has format version {}; this jetgen reads version {}.".format(
+            run_dir, meta.get("format_version"), RUN_FORMAT_VERSION))
+    return meta
+
+
+def load_weights(run_dir, model, meta=None):
+    """Load the checkpoint's weights into ``model`` after checking the file's sha256."""
+    from safetensors.torch import load_file
+
+    meta = meta or read_meta(run_dir)
+    path = os.path.join(run_dir, CHECKPOINT_DIR, "model.safetensors")
+    if not os.path.isfile(path):
+        raise JetgenError("The checkpoint in {} has no model.safetensors.".format(run_dir))
+    if sha256_file(path) != meta.get("model_sha256"):
+        raise JetgenError("{} does not match the hash in its meta.json: the checkpoint is corrupt or was "
+                          "changed.".format(path))
+    try:
+        state = load_file(path)
+        model.load_state_dict(state)
+    except Exception as err:  # safetensors and torch raise several types for a bad file
+        raise JetgenError("Cannot load weights from {}: {}.".format(path, err))
+    return meta
+
+
+def load_train_state(run_dir):
+    import torch
+
+    path = os.path.join(run_dir, CHECKPOINT_DIR, "train_state.pt")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise JetgenError("The checkpoint in {} has no train_state.pt; it cannot be resumed.".format(run_dir))
+    except Exception as err:
+        raise JetgenError("Cannot read {} ({}); the checkpoint is corrupt.".format(path, err))
+
+
+class Run:
+    """A trained run loaded for evaluation or export."""
+
+    def __init__(self, path, config, model, meta):
+        self.path, self.config, self.model, self.meta = path, config, model, meta
+
+    @property
+    def checkpoint_sha256(self):
+        return self.meta["model_sha256"]
+
+    def metrics(self):
+        return read_metrics(self.path)
+
+
+def load_run(run_dir):
+    """Read config and checkpoint of a run and return a ``Run`` with the model in eval mode on CPU."""
+    from jetgen.models import build_model
+
+    config = read_config(run_dir)
+    meta = read_meta(run_dir)
+    try:
+        model = build_model(config)
+    except (KeyError, ValueError) as err:
+        raise JetgenError("{}/config.json does not describe a model this jetgen can build: {}.".format(run_dir, err))
+    load_weights(run_dir, model, meta)
+    model.eval()
+    return Run(run_dir, config, model, meta)
+
+
+METRIC_FIELDS = ("epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl",
+                 "beta", "active_units", "lr", "time_s")
+
+
+def append_metrics(run_dir, row, fields=METRIC_FIELDS):
+    """Rewrite metrics.csv atomically with ``row`` appended (rows after row['epoch'] are dropped,
+    so a resumed run never duplicates an epoch)."""
+    rows = [r for r in read_metrics(run_dir) if int(float(r["epoch"])) < int(row["epoch"])]
+    rows.append({k: row.get(k, "") for k in fields})
+    lines = [",".join(fields)] + [",".join(_fmt(r.get(k, "")) for k in fields) for r in rows]
+    atomic_write_text(os.path.join(run_dir, "metrics.csv"), "\n".join(lines) + "\n")
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return "{:.6g}".format(value)
+    return str(value)
+
+
+def read_metrics(run_dir):
+    path = os.path.join(run_dir, "metrics.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
