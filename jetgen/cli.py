@@ -15,7 +15,7 @@ from jetgen.errors import JetgenError
 # command name -> ("module:attribute" of a click.Command, one-line help shown by `jetgen --help`)
 COMMANDS = {
     "train": ("jetgen.train.commands:train", "Train a model on a data set into a run directory."),
-    "eval": ("jetgen.train.commands:evaluate", "Evaluate a run: ELBO, IWAE NLL, active units, pictures."),
+    "eval": ("jetgen.train.eval_cmd:evaluate", "Evaluate a run: ELBO, IWAE NLL, active units, pictures."),
     "export": ("jetgen.export.commands:export", "Export a run to a deployable bundle for a target board."),
     "check": ("jetgen.export.check_cmd:check", "Check offline whether a bundle or .onnx deploys on a target."),
     "info": ("jetgen.runtime.commands:info", "Show what a bundle holds, where it came from, what was built."),
