@@ -1,0 +1,166 @@
+"""ONNX Runtime backend: one InferenceSession per graph.
+
+Providers: ``providers=[...]`` (names, as ONNX Runtime spells them) wins; otherwise ``device``:
+``"cpu"``; ``"cuda"`` or ``"cuda:N"``; ``"tensorrt"`` (TensorRT EP, then CUDA, then CPU); None picks
+CUDA when this onnxruntime has it, else CPU (the TensorRT EP is opt-in because its first run builds
+engines, minutes on a Nano). TensorRT EP engines are cached in ``BUNDLE/engines/ort-trt/``, built in
+fp16 when ``precision`` is fp16. On a GPU, inputs and outputs go through I/O binding; on CPU a plain
+``run``. onnxruntime is imported here, inside the constructor only. Python 3.6 compatible.
+
+Options: ``providers``, ``intra_op_threads``, ``inter_op_threads``, ``graph_optimization``
+("disable" | "basic" | "extended" | "all"), ``io_binding`` (None: on when a GPU provider runs),
+``trt_options`` (extra TensorRT EP options), ``trt_workspace_mb``.
+"""
+import os
+
+import numpy as np
+
+from jetgen.errors import JetgenError
+from jetgen.runtime.bundle import check_graph_interface
+
+MISSING = ("The ONNX Runtime backend needs onnxruntime: install onnxruntime, or on a Jetson NVIDIA's "
+           "onnxruntime-gpu wheel: see jetson/README.md.")
+OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+              "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def import_onnxruntime():
+    """The onnxruntime module, or JetgenError saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise JetgenError(MISSING)
+    return onnxruntime
+
+
+def choose_providers(available, device=None, providers=None):
+    """(provider names, device id) for a ``device`` string, given the providers this build has."""
+    if providers:
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise JetgenError("This onnxruntime lacks {} (it has {}).".format(", ".join(missing), ", ".join(available)))
+        return list(providers), 0
+    device = (device or "").lower()
+    name, _, index = device.partition(":")
+    try:
+        device_id = int(index) if index else 0
+    except ValueError:
+        raise JetgenError("Cannot read device {!r}; use cpu, cuda, cuda:N or tensorrt.".format(device))
+    if name in ("", "auto"):
+        wanted = [CUDA_EP, CPU_EP] if CUDA_EP in available else [CPU_EP]
+    elif name == "cpu":
+        wanted = [CPU_EP]
+    elif name in ("cuda", "gpu"):
+        wanted = [CUDA_EP, CPU_EP]
+    elif name in ("tensorrt", "trt"):
+        wanted = [TRT_EP, CUDA_EP, CPU_EP]
+    else:
+        raise JetgenError("Unknown device {!r}; use cpu, cuda, cuda:N or tensorrt.".format(device))
+    if wanted[0] not in available:
+        raise JetgenError("Device {!r} needs {}, which this onnxruntime lacks (it has {}); on a Jetson install "
+                          "NVIDIA's onnxruntime-gpu wheel: see jetson/README.md.".format(
+                              device, wanted[0], ", ".join(available)))
+    return [p for p in wanted if p in available], device_id
+
+
+def _shape(dims):
+    return [d if isinstance(d, int) else None for d in dims]
+
+
+class OrtSession(object):
+    """Run one bundle graph with ONNX Runtime (see the module docstring for options)."""
+
+    def __init__(self, onnx_path, graph, bundle_dir, precision="fp32", device=None, providers=None,
+                 intra_op_threads=None, inter_op_threads=None, graph_optimization="all", io_binding=None,
+                 trt_options=None, trt_workspace_mb=None, name=None):
+        ort = import_onnxruntime()
+        self.graph = graph
+        self.name = name or os.path.splitext(os.path.basename(onnx_path))[0]
+        self.input_names = [t["name"] for t in graph["inputs"]]
+        self.output_names = [t["name"] for t in graph["outputs"]]
+        self._shapes = dict((t["name"], t["shape"]) for t in graph["inputs"])
+        batch = graph.get("batch") or {}
+        self.batch_min, self.batch_max = batch.get("min", 1), batch.get("max")
+        names, device_id = choose_providers(ort.get_available_providers(), device, providers)
+        options = []
+        for p in names:
+            if p == TRT_EP:
+                cache = os.path.join(bundle_dir, "engines", "ort-trt")
+                try:
+                    os.makedirs(cache, exist_ok=True)
+                except OSError as err:
+                    raise JetgenError("Cannot create the engine cache {}: {}.".format(cache, err))
+                opts = {"device_id": device_id, "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": cache, "trt_fp16_enable": precision == "fp16"}
+                if trt_workspace_mb:
+                    opts["trt_max_workspace_size"] = int(trt_workspace_mb) * 1024 * 1024
+                opts.update(trt_options or {})
+                options.append(opts)
+            elif p == CUDA_EP:
+                options.append({"device_id": device_id})
+            else:
+                options.append({})
+        so = ort.SessionOptions()
+        if intra_op_threads:
+            so.intra_op_num_threads = int(intra_op_threads)
+        if inter_op_threads:
+            so.inter_op_num_threads = int(inter_op_threads)
+        if graph_optimization not in OPT_LEVELS:
+            raise JetgenError("graph_optimization must be one of {}, not {!r}.".format(
+                ", ".join(OPT_LEVELS), graph_optimization))
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[graph_optimization])
+        try:
+            self._session = ort.InferenceSession(onnx_path, sess_options=so, providers=names,
+                                                 provider_options=options)
+        except Exception as err:  # onnxruntime raises its own exception types; keep the message
+            raise JetgenError("ONNX Runtime cannot load {}: {}".format(onnx_path, str(err).strip().splitlines()[0]
+                                                                       if str(err).strip() else type(err).__name__))
+        self.providers = list(self._session.get_providers())
+        check_graph_interface(self.name, graph,
+                              [(t.name, _shape(t.shape)) for t in self._session.get_inputs()],
+                              [(t.name, _shape(t.shape)) for t in self._session.get_outputs()])
+        on_gpu = self.providers[0] in (CUDA_EP, TRT_EP)
+        self._binding = on_gpu if io_binding is None else bool(io_binding)
+        self._device_id = device_id
+
+    def check_feeds(self, feeds):
+        """Raise JetgenError unless ``feeds`` has exactly the inputs, float32, the right shapes and batch."""
+        if set(feeds) != set(self.input_names):
+            raise JetgenError("The {} graph takes inputs {} but was given {}.".format(
+                self.name, self.input_names, sorted(feeds)))
+        batch = None
+        for name in self.input_names:
+            value = feeds[name]
+            if not isinstance(value, np.ndarray) or value.dtype != np.float32:
+                raise JetgenError("Input {!r} of the {} graph must be a float32 array.".format(name, self.name))
+            want = self._shapes[name]
+            if value.ndim != len(want) or any(isinstance(w, int) and w != v for w, v in zip(want[1:], value.shape[1:])):
+                raise JetgenError("Input {!r} of the {} graph has shape {}, expected {}.".format(
+                    name, self.name, tuple(value.shape), tuple(want)))
+            if batch is None:
+                batch = value.shape[0]
+            elif value.shape[0] != batch:
+                raise JetgenError("The inputs of the {} graph have different batch sizes.".format(self.name))
+        if batch < self.batch_min or (self.batch_max is not None and batch > self.batch_max):
+            raise JetgenError("The {} graph runs batches of {} to {}, not {}.".format(
+                self.name, self.batch_min, self.batch_max, batch))
+
+    def run(self, feeds):
+        """Outputs by name (float32 arrays) for ``feeds``; JetgenError on a wrong feed."""
+        self.check_feeds(feeds)
+        feeds = dict((k, np.ascontiguousarray(v)) for k, v in feeds.items())
+        if self._binding:
+            binding = self._session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            for name in self.output_names:
+                binding.bind_output(name, "cuda", self._device_id)
+            self._session.run_with_iobinding(binding)
+            values = binding.copy_outputs_to_cpu()
+        else:
+            values = self._session.run(self.output_names, feeds)
+        return dict((n, np.asarray(v, dtype=np.float32)) for n, v in zip(self.output_names, values))
+
+    def close(self):
+        self._session = None

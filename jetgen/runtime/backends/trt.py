@@ -1,0 +1,254 @@
+"""The TensorRT backend: one engine, one execution context, fixed GPU buffers, one stream.
+
+    session = TrtSession("b.jetgen/decoder.onnx", manifest["graphs"]["decoder"], "b.jetgen", precision="auto")
+    session.run({"z": z})  -> {"x": float32 array}
+
+The engine is loaded from, or built into, the bundle's engine cache (jetgen.runtime.trt_build).
+Buffers are allocated once for the profile's largest batch. Each call follows the hardware's order,
+as TensorRT's samples/python/common.py does: set the input shapes, copy inputs in, execute, copy
+outputs out, synchronise. Batches above the profile's maximum run in chunks; chunks below its
+minimum are padded. TensorRT 8.0-8.4 are driven through bindings (execute_async_v2), 8.5 and newer
+through named tensors (execute_async_v3), as jetgen.runtime.trt_api says. Python 3.6 compatible;
+tensorrt, pycuda and cuda are imported only inside functions.
+"""
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from jetgen.errors import JetgenError
+from jetgen.runtime import cuda_mem, trt_api, trt_build
+
+if TYPE_CHECKING:  # pragma: no cover - for mypy only
+    from typing import Dict, List, Sequence, Tuple  # noqa: F401
+    import tensorrt as trt  # noqa: F401
+
+
+def sample_shape(entry):
+    """The per-example shape of a manifest tensor entry: ['batch', 1, 28, 28] -> (1, 28, 28)."""
+    shape = entry.get("shape") or []
+    rest = shape[1:]
+    if not shape or not all(isinstance(d, int) and d > 0 for d in rest):
+        raise JetgenError("Tensor {!r} in the manifest needs a batch axis first and fixed sizes after it, "
+                          "not {!r}.".format(entry.get("name"), shape))
+    return tuple(rest)
+
+
+def check_feeds(feeds, input_names, sample_shapes):
+    """Validate inputs and return (batch size, {name: float32 C-contiguous array}).
+
+    JetgenError for a missing or unexpected name, a wrong per-example shape, differing batch sizes
+    or an empty batch.
+    """
+    missing = [n for n in input_names if n not in feeds]
+    extra = sorted(n for n in feeds if n not in input_names)
+    if missing or extra:
+        raise JetgenError("This graph takes inputs {}; got {}.".format(
+            ", ".join(input_names), ", ".join(sorted(feeds)) or "none"))
+    arrays, sizes = {}, set()
+    for name in input_names:
+        array = np.ascontiguousarray(feeds[name], dtype=np.float32)
+        if array.ndim == 0 or tuple(array.shape[1:]) != tuple(sample_shapes[name]):
+            raise JetgenError("Input {!r} must have shape (batch, {}); got {}.".format(
+                name, ", ".join(str(d) for d in sample_shapes[name]), tuple(array.shape)))
+        arrays[name] = array
+        sizes.add(array.shape[0])
+    if len(sizes) != 1:
+        raise JetgenError("All inputs must have the same batch size; got {}.".format(
+            ", ".join("{}={}".format(n, arrays[n].shape[0]) for n in input_names)))
+    n = sizes.pop()
+    if n == 0:
+        raise JetgenError("The batch is empty; pass at least one example.")
+    return n, arrays
+
+
+def plan_chunks(n, bmin, bmax):
+    """Split a batch of ``n`` into runs the profile accepts: list of (start, stop, run_size).
+
+    Each run covers rows start:stop; run_size >= stop - start is the batch actually executed
+    (raised to ``bmin`` by padding when the remainder is smaller).
+    """
+    chunks = []
+    for start in range(0, n, bmax):
+        stop = min(start + bmax, n)
+        chunks.append((start, stop, max(stop - start, bmin)))
+    return chunks
+
+
+def pad_rows(array, size):
+    """``array`` with its last row repeated until it has ``size`` rows (a no-op when it has them)."""
+    if array.shape[0] >= size:
+        return array
+    pad = np.repeat(array[-1:], size - array.shape[0], axis=0)
+    return np.ascontiguousarray(np.concatenate([array, pad], axis=0))
+
+
+class _BindingIO(object):
+    """TensorRT 8.0-8.4: inputs and outputs are binding indices; execute_async_v2(bindings, stream)."""
+
+    def __init__(self, engine):
+        import tensorrt as trt
+        self._trt = trt
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        self.index = {}
+        self.inputs, self.outputs = [], []
+        for i in range(engine.num_bindings):
+            name = engine.get_binding_name(i)
+            self.index[name] = i
+            (self.inputs if engine.binding_is_input(i) else self.outputs).append(name)
+
+    def dtype(self, name):
+        return np.dtype(self._trt.nptype(self.engine.get_binding_dtype(self.index[name])))
+
+    def set_input_shape(self, name, shape):
+        return bool(self.context.set_binding_shape(self.index[name], tuple(shape)))
+
+    def output_shape(self, name):
+        return tuple(self.context.get_binding_shape(self.index[name]))
+
+    def execute(self, pointers, stream_handle):
+        bindings = [0] * len(self.index)
+        for name, i in self.index.items():
+            bindings[i] = pointers[name]
+        return bool(self.context.execute_async_v2(bindings=bindings, stream_handle=stream_handle))
+
+
+class _TensorIO(object):
+    """TensorRT 8.5+: inputs and outputs are named tensors; set_tensor_address + execute_async_v3."""
+
+    def __init__(self, engine):
+        # type: (trt.ICudaEngine) -> None
+        import tensorrt as trt
+        self._trt = trt
+        self.engine = engine
+        self.context = engine.create_execution_context()  # type: trt.IExecutionContext
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]  # type: List[str]
+        self.outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]  # type: List[str]
+
+    def dtype(self, name):
+        # type: (str) -> np.dtype
+        return np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name)))
+
+    def set_input_shape(self, name, shape):
+        # type: (str, Tuple[int, ...]) -> bool
+        return bool(self.context.set_input_shape(name, tuple(shape)))
+
+    def output_shape(self, name):
+        # type: (str) -> Tuple[int, ...]
+        return tuple(self.context.get_tensor_shape(name))
+
+    def execute(self, pointers, stream_handle):
+        # type: (Dict[str, int], int) -> bool
+        for name in self.inputs + self.outputs:
+            self.context.set_tensor_address(name, pointers[name])
+        return bool(self.context.execute_async_v3(stream_handle))
+
+
+class TrtSession(object):
+    """Runs one graph of a bundle with TensorRT (the session interface of jetgen.runtime.backends).
+
+    Options: ``workspace_mb`` (builder workspace cap; default the target table's), ``force``
+    (rebuild the engine), ``cuda_api`` ('pycuda' or 'cudart'; default whichever is installed),
+    ``calibration_cache`` (INT8 cache file, TensorRT 8 only). ``engine_info`` says which engine runs
+    and whether it was reused or built. Raises JetgenError when TensorRT or a CUDA binding is
+    missing, the engine cannot be built or loaded, or its tensors do not match the manifest.
+    """
+
+    def __init__(self, onnx_path, graph, bundle_dir, precision="fp32", device=None, workspace_mb=None,
+                 force=False, cuda_api=None, calibration_cache=None, **options):
+        if options:
+            raise JetgenError("Unknown TensorRT backend option(s): {}.".format(", ".join(sorted(options))))
+        trt = trt_api.import_tensorrt()
+        api = trt_api.api_for(trt.__version__)
+        self.input_names = [e["name"] for e in graph["inputs"]]
+        self.output_names = [e["name"] for e in graph["outputs"]]
+        self.providers = ["tensorrt"]
+        self._shapes = {e["name"]: sample_shape(e) for e in list(graph["inputs"]) + list(graph["outputs"])}
+        self._batch = trt_build.batch_range(graph)
+        # The CUDA context must exist before TensorRT deserializes on it.
+        self._mem = cuda_mem.open_memory(prefer=cuda_api, device=device)
+        try:
+            result = trt_build.ensure_engine(onnx_path, graph, bundle_dir, precision, self._mem.device_info(),
+                                             workspace_mb=workspace_mb, force=force,
+                                             calibration_cache=calibration_cache)
+            self.engine_info = {k: v for k, v in result.items() if k != "engine_bytes"}
+            self._runtime = trt.Runtime(trt_build._logger(trt))
+            engine = self._runtime.deserialize_cuda_engine(result["engine_bytes"])
+            if engine is None:
+                raise JetgenError("TensorRT could not load the engine {}; build it again with "
+                                  "`jetgen build --force`.".format(result["engine"]))
+            self._io = _TensorIO(engine) if api["io"] == "tensors" else _BindingIO(engine)
+            if sorted(self._io.inputs) != sorted(self.input_names) or \
+                    sorted(self._io.outputs) != sorted(self.output_names):
+                raise JetgenError("The engine's tensors ({} -> {}) do not match the manifest ({} -> {}); "
+                                  "build it again with `jetgen build --force`.".format(
+                                      ", ".join(self._io.inputs), ", ".join(self._io.outputs),
+                                      ", ".join(self.input_names), ", ".join(self.output_names)))
+            self._allocate()
+        except BaseException:
+            self._mem.close()
+            raise
+
+    def _allocate(self):
+        """Pinned host and device buffers for every tensor, sized for the profile's largest batch."""
+        bmax = self._batch[2]
+        self._host, self._device = {}, {}
+        for name in self.input_names + self.output_names:
+            dtype = self._io.dtype(name)
+            shape = (bmax,) + self._shapes[name]
+            self._host[name] = self._mem.pinned((int(np.prod(shape)),), dtype)
+            self._device[name] = self._mem.alloc(self._host[name].nbytes)
+
+    def run(self, feeds):
+        """dict name -> float32 array (batch first) in, dict output name -> float32 array out."""
+        n, arrays = check_feeds(feeds, self.input_names, self._shapes)
+        pieces = {name: [] for name in self.output_names}
+        for start, stop, size in plan_chunks(n, self._batch[0], self._batch[2]):
+            outputs = self._run_batch({k: pad_rows(v[start:stop], size) for k, v in arrays.items()}, size)
+            for name in self.output_names:
+                pieces[name].append(outputs[name][:stop - start])
+        return {name: parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+                for name, parts in pieces.items()}
+
+    def _run_batch(self, arrays, size):
+        # 1. shapes for this call, within the optimisation profile
+        for name in self.input_names:
+            if not self._io.set_input_shape(name, (size,) + self._shapes[name]):
+                raise JetgenError("TensorRT refused input shape {} for {!r} (profile batch {}..{}).".format(
+                    (size,) + self._shapes[name], name, self._batch[0], self._batch[2]))
+        # 2. copy in: into the pinned buffer, then host -> device on the stream
+        for name in self.input_names:
+            host = self._host[name][:arrays[name].size]
+            host[...] = arrays[name].reshape(-1)
+            self._mem.htod(self._device[name], host)
+        # 3. execute
+        if not self._io.execute(self._device, self._mem.stream_handle):
+            raise JetgenError("TensorRT failed to run the engine (see its log above).")
+        # 4. copy out, device -> host on the same stream
+        views = {}
+        for name in self.output_names:
+            shape = self._io.output_shape(name)
+            count = int(np.prod(shape))
+            if count > self._host[name].size:
+                raise JetgenError("Output {!r} of shape {} does not fit its buffer; the engine does not match "
+                                  "the manifest: build it again with `jetgen build --force`.".format(name, shape))
+            views[name] = (self._host[name][:count], shape)
+            self._mem.dtoh(views[name][0], self._device[name])
+        # 5. synchronise, then read the host buffers
+        self._mem.synchronize()
+        return {name: np.array(view, dtype=np.float32).reshape(shape) for name, (view, shape) in views.items()}
+
+    def close(self):
+        """Free the GPU buffers and the stream; the session cannot run afterwards."""
+        if getattr(self, "_mem", None) is not None:
+            self._mem.close()
+            self._mem = None
+        self._io = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,0 +1,114 @@
+"""``jetgen build BUNDLE``: build (or reuse) the TensorRT engine of every graph, on this device.
+
+    jetgen build digits.jetgen --precision auto
+    graph     precision  engine                                   size     build s  status
+    decoder   fp16       engines/decoder-fp16-3f2a9c0d1e4b.engine  1.2 MB   41.3     built (no engine built yet: rebuilding)
+    encoder   fp16       engines/encoder-fp16-7c01d2e3f4a5.engine  1.1 MB   -        cached (reused)
+
+Without TensorRT it exits non-zero with a sentence saying where TensorRT comes from.
+Python 3.6 compatible; tensorrt and the CUDA bindings are imported only when the command runs.
+"""
+import json
+import os
+
+import click
+
+from jetgen.errors import JetgenError
+
+GRAPHS = ("decoder", "encoder", "latent_grad")
+
+
+def _read_manifest(bundle):
+    """manifest.json of ``bundle`` as a dict, with the few checks this command relies on.
+
+    A stand-in until jetgen.runtime.bundle reads manifests for everyone.
+    """
+    path = os.path.join(bundle, "manifest.json")
+    try:
+        with open(path, "r") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError):
+        raise JetgenError("{} has no readable manifest.json; is it a bundle made by `jetgen export`?".format(bundle))
+    if not isinstance(manifest, dict) or manifest.get("format") != "jetgen-bundle" or \
+            not isinstance(manifest.get("graphs"), dict):
+        raise JetgenError("{} is not a jetgen bundle (manifest.json lacks format 'jetgen-bundle' or graphs).".format(bundle))
+    for name, graph in manifest["graphs"].items():
+        file_name = str(graph.get("file", ""))
+        if not file_name or "/" in file_name or "\\" in file_name or file_name.startswith("."):
+            raise JetgenError("Graph {!r} of the manifest names an unsafe file {!r}.".format(name, file_name))
+    return manifest
+
+
+def _size(nbytes):
+    if nbytes is None:
+        return "-"
+    if nbytes >= 1 << 20:
+        return "{:.1f} MB".format(nbytes / float(1 << 20))
+    return "{:.0f} kB".format(nbytes / 1024.0)
+
+
+def format_table(rows):
+    """The results as an aligned text table (graph, precision, engine, size, build s, status)."""
+    header = ("graph", "precision", "engine", "size", "build s", "status")
+    lines = [header]
+    for row in rows:
+        status = row["status"]
+        if status == "cached":
+            status = "cached (reused)"
+        elif row.get("reason"):
+            status = "{} ({})".format(status, row["reason"])
+        seconds = row.get("build_seconds")
+        lines.append((row["graph"], row.get("precision") or "-", row.get("engine_file") or "-",
+                      _size(row.get("bytes")), "-" if seconds is None else "{:.1f}".format(seconds), status))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths)) + "  " + str(line[-1])
+                     for line in lines)
+
+
+@click.command("build")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "auto"]), default="auto", show_default=True,
+              help="Engine precision; auto picks int8 for QDQ graphs, else fp16 where the GPU has it.")
+@click.option("--graph", "which", type=click.Choice(GRAPHS + ("all",)), default="all", show_default=True,
+              help="Which graph to build.")
+@click.option("--workspace-mb", type=click.IntRange(min=16), default=None,
+              help="Builder workspace cap in MB (default: the target table's value for this GPU).")
+@click.option("--force", is_flag=True, help="Rebuild even when a cached engine fits.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def build(bundle, precision, which, workspace_mb, force, as_json):
+    """Build TensorRT engines for BUNDLE's graphs on this device (cached in BUNDLE/engines)."""
+    from jetgen.runtime import cuda_mem, trt_api, trt_build
+
+    manifest = _read_manifest(bundle)
+    names = [g for g in GRAPHS if g in manifest["graphs"]] if which == "all" else [which]
+    if which != "all" and which not in manifest["graphs"]:
+        raise JetgenError("{} has no {} graph; it has: {}.".format(bundle, which, ", ".join(sorted(manifest["graphs"]))))
+    trt = trt_api.import_tensorrt()
+    memory = cuda_mem.open_memory()
+    try:
+        device = memory.device_info()
+    finally:
+        memory.close()
+
+    rows = []
+    for name in names:
+        graph = manifest["graphs"][name]
+        onnx_path = os.path.join(bundle, graph["file"])
+        if not os.path.isfile(onnx_path):
+            raise JetgenError("{} lists {} but the file is missing; copy the whole bundle directory.".format(
+                bundle, graph["file"]))
+        result = trt_build.ensure_engine(onnx_path, graph, bundle, precision, device,
+                                         workspace_mb=workspace_mb, force=force)
+        result.pop("engine_bytes", None)
+        result["engine_file"] = os.path.relpath(result["engine"], bundle)
+        rows.append(result)
+
+    if as_json:
+        click.echo(json.dumps({"tensorrt": trt_api.format_version(trt.__version__), "gpu": device["name"],
+                               "sm": device["sm"], "engines": rows}, indent=2))
+        return
+    click.echo("TensorRT {} on {} (sm_{})".format(trt_api.format_version(trt.__version__), device["name"],
+                                                  str(device["sm"]).replace(".", "")))
+    click.echo(format_table(rows))
+    for row in rows:
+        click.echo("{}: {} ({})".format(row["graph"], row["precision"], row["precision_reason"]))

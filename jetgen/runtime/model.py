@@ -1,0 +1,471 @@
+"""``Model``: a bundle opened for inference with numpy and one backend.
+
+    m = Model.open("digits.jetgen")                  # manifest and every graph's sha256 checked
+    x = m.sample(16, labels=[3], seed=0)            # (16, 1, 28, 28) float32 in [0, 1]
+    r = m.complete(x, mask, labels=3)               # latent optimisation: r.x, r.z, r.loss, r.history
+
+Sessions open lazily, one per graph, through ``jetgen.runtime.backends.open_session``; batches
+larger than a graph's ``batch.max`` run in chunks. Every problem a caller can cause raises
+``JetgenError`` with a sentence. numpy only (the backend imports its own runtime). Python 3.6+.
+"""
+import numpy as np
+
+from jetgen.errors import JetgenError
+from jetgen.runtime.backends import BACKENDS, open_session
+from jetgen.runtime.bundle import Bundle
+from jetgen.runtime.optim import Adam
+from jetgen.runtime.priors import make_rng, prior_from_manifest
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INITS = ("prior_mean", "encoder", "random")
+RANGE_SLACK = 1e-4  # inputs a hair outside the output range (rounding in a file) are accepted
+
+
+class Completion(object):
+    """What ``Model.complete`` returns; attributes, also readable as ``result["z"]``.
+
+    z        (B, D) float32  the latent with the lowest objective seen (after projection)
+    x        (B, C, H, W)    the completed inputs: observed pixels from the input, hidden from ``decoded``
+    decoded  (B, C, H, W)    the decoder output at ``z``
+    loss     (B,)            the objective at ``z``: masked negative log-likelihood + prior_weight * prior term
+    nll      (B,)            the likelihood part of ``loss`` (nats)
+    history  (S + 1, B)      the objective before the first step and after each step (S = steps run)
+    steps    int             steps run (fewer than asked when every example met ``tol``)
+    labels   (B,) int or None  labels used (inferred ones when labels="infer")
+    label_losses (B, K) or None  final objective per candidate label when labels="infer"
+    """
+
+    FIELDS = ("z", "x", "decoded", "loss", "nll", "history", "steps", "labels", "label_losses")
+
+    def __init__(self, **values):
+        for key in self.FIELDS:
+            setattr(self, key, values.get(key))
+
+    def __getitem__(self, key):
+        if key not in self.FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self):
+        return list(self.FIELDS)
+
+    def as_dict(self):
+        return dict((k, getattr(self, k)) for k in self.FIELDS)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _float_array(value, what):
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise JetgenError("The {} is not an array of numbers.".format(what))
+    if not np.all(np.isfinite(arr)):
+        raise JetgenError("The {} holds NaN or infinite values; give finite numbers.".format(what))
+    return arr
+
+
+def _slerp(a, b, t):
+    """Spherical interpolation of rows a, b (float64 vectors) at fractions t; linear when nearly parallel."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na < 1e-12 or nb < 1e-12:
+        return np.outer(1 - t, a) + np.outer(t, b)
+    omega = np.arccos(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return np.outer(1 - t, a) + np.outer(t, b)
+    s = np.sin(omega)
+    return np.outer(np.sin((1 - t) * omega) / s, a) + np.outer(np.sin(t * omega) / s, b)
+
+
+class Model(object):
+    """A bundle ready to decode, sample, encode, interpolate, reconstruct and complete."""
+
+    def __init__(self, bundle, backend="ort", precision=None, device=None, backend_options=None):
+        if backend not in BACKENDS:
+            raise JetgenError("Unknown backend {!r}; choose one of: {}.".format(backend, ", ".join(BACKENDS)))
+        precision = precision or bundle.manifest.get("precision") or "fp32"
+        if precision not in PRECISIONS:
+            raise JetgenError("Unknown precision {!r}; choose one of: {}.".format(precision, ", ".join(PRECISIONS)))
+        self.bundle = bundle
+        self.backend = backend
+        self.precision = precision
+        self.device = device
+        self.backend_options = dict(backend_options or {})
+        self._sessions = {}
+        self._prior = prior_from_manifest(bundle.model["prior"])
+
+    @classmethod
+    def open(cls, bundle, backend="ort", precision=None, device=None, **backend_options):
+        """Open a bundle directory: check its manifest and every graph's size and sha256.
+
+        ``backend`` "ort" (ONNX Runtime) or "trt" (TensorRT); ``precision`` defaults to the bundle's;
+        ``device`` and ``backend_options`` go to the backend (see jetgen.runtime.backends.ort).
+        Raises JetgenError when the bundle is missing, damaged or of an unknown format.
+        """
+        if not isinstance(bundle, Bundle):
+            bundle = Bundle.open(bundle, verify=True)
+        return cls(bundle, backend, precision, device, backend_options)
+
+    # -- what the bundle holds -------------------------------------------------------------------
+    @property
+    def manifest(self):
+        return self.bundle.manifest
+
+    @property
+    def kind(self):
+        return self.bundle.model["kind"]
+
+    @property
+    def latent_dim(self):
+        return self.bundle.model["latent_dim"]
+
+    @property
+    def labels(self):
+        return list(self.bundle.model["labels"])
+
+    @property
+    def conditional(self):
+        return self.bundle.model["conditional"]
+
+    @property
+    def output_shape(self):
+        return tuple(self.bundle.model["output"]["shape"])
+
+    @property
+    def output_range(self):
+        return tuple(self.bundle.model["output"]["range"])
+
+    @property
+    def prior(self):
+        """The latent prior (a jetgen.runtime.priors.Prior: ``family``, ``sample``, ``term``, ``project``)."""
+        return self._prior
+
+    @property
+    def has_encoder(self):
+        return self.bundle.has("encoder")
+
+    # -- sessions --------------------------------------------------------------------------------
+    def session(self, graph):
+        """The backend session of ``graph`` (opened on first use)."""
+        if graph not in self._sessions:
+            path = self.bundle.graph_path(graph)
+            self._sessions[graph] = open_session(self.backend, path, self.bundle.graph(graph), self.bundle.path,
+                                                 precision=self.precision, device=self.device,
+                                                 **self.backend_options)
+        return self._sessions[graph]
+
+    def close(self):
+        for session in self._sessions.values():
+            session.close()
+        self._sessions = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def run(self, graph, feeds):
+        """Run ``graph`` on float32 feeds of any batch size, in chunks that fit its batch range."""
+        if not self.bundle.has(graph):
+            what = {"encoder": "an encoder", "latent_grad": "a latent_grad graph"}.get(graph, graph)
+            raise JetgenError("This bundle ({}) has no {}; re-export it with one.".format(self.kind, what))
+        batch = self.bundle.graph(graph)["batch"]
+        lo, hi = batch["min"], batch["max"]
+        n = len(next(iter(feeds.values())))
+        size = hi or max(n, lo)
+        session = self.session(graph)
+        parts = []
+        for start in range(0, n, size):
+            chunk = dict((k, np.ascontiguousarray(v[start:start + size], dtype=np.float32)) for k, v in feeds.items())
+            rows = len(next(iter(chunk.values())))
+            if rows < lo:  # pad with copies of the last row; the extra outputs are dropped
+                chunk = dict((k, np.concatenate([v, np.repeat(v[-1:], lo - rows, axis=0)])) for k, v in chunk.items())
+            out = session.run(chunk)
+            parts.append(dict((k, v[:rows]) for k, v in out.items()))
+        return dict((k, np.concatenate([p[k] for p in parts])) for k in parts[0])
+
+    # -- argument checking -----------------------------------------------------------------------
+    def label_matrix(self, labels, n):
+        """(n, K) float32 one-hot rows and (n,) ints for ``labels``, or (None, None) for an unconditional model.
+
+        ``labels``: an int or label name (used for all n), a list of ints/names of length n (or 1),
+        or one-hot rows (n, K). JetgenError when missing on a conditional model, given to an
+        unconditional one, out of range, or of the wrong count.
+        """
+        k = len(self.labels)
+        if not self.conditional:
+            if labels is not None:
+                raise JetgenError("This model is not conditional; do not give labels.")
+            return None, None
+        if labels is None:
+            raise JetgenError("This model is conditional: give labels (integers 0 to {}, or names {}).".format(
+                k - 1, ", ".join(self.labels)))
+        if isinstance(labels, str) or _is_int(labels):
+            labels = [labels]
+        values = list(labels) if not isinstance(labels, np.ndarray) else labels
+        if len(values) and all(isinstance(v, str) for v in values):
+            unknown = [v for v in values if v not in self.labels]
+            if unknown:
+                raise JetgenError("Unknown label {!r}; this model's labels are {}.".format(unknown[0], ", ".join(self.labels)))
+            values = [self.labels.index(v) for v in values]
+        arr = _float_array(values, "labels")
+        if arr.ndim == 2:
+            if arr.shape[1] != k:
+                raise JetgenError("One-hot labels need {} columns, not {}.".format(k, arr.shape[1]))
+            if np.any(arr < 0) or np.any(arr > 1):
+                raise JetgenError("One-hot labels must lie in [0, 1].")
+            onehot = arr
+            ints = np.argmax(arr, axis=1)
+        elif arr.ndim == 1:
+            if np.any(arr != np.round(arr)):
+                raise JetgenError("Labels must be whole numbers from 0 to {}.".format(k - 1))
+            if np.any(arr < 0) or np.any(arr >= k):
+                bad = arr[(arr < 0) | (arr >= k)][0]
+                raise JetgenError("Label {} is out of range; this model has labels 0 to {}.".format(int(bad), k - 1))
+            ints = arr.astype(np.int64)
+            onehot = np.eye(k)[ints]
+        else:
+            raise JetgenError("Labels must be an int, a list of ints, or one-hot rows.")
+        if len(onehot) == 1 and n != 1:
+            onehot, ints = np.repeat(onehot, n, axis=0), np.repeat(ints, n)
+        if len(onehot) != n:
+            raise JetgenError("Got {} labels for {} examples; give one label per example, or a single label.".format(
+                len(onehot), n))
+        return onehot.astype(np.float32), ints
+
+    def _latents(self, z):
+        arr = _float_array(z, "latent")
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != self.latent_dim:
+            raise JetgenError("Latents must have {} values each (shape (n, {})), not shape {}.".format(
+                self.latent_dim, self.latent_dim, tuple(np.shape(z))))
+        return arr
+
+    def _inputs(self, x, what="input"):
+        arr = _float_array(x, what)
+        shape = self.output_shape
+        if arr.shape == shape:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[1:] != shape:
+            raise JetgenError("The {} must have shape (n, {}, {}, {}) or ({}, {}, {}), not {}.".format(
+                what, *(shape + shape + (tuple(arr.shape),))))
+        lo, hi = self.output_range
+        if arr.size and (arr.min() < lo - RANGE_SLACK or arr.max() > hi + RANGE_SLACK):
+            raise JetgenError("The {} has values from {:.3g} to {:.3g}, outside this model's range [{}, {}].".format(
+                what, arr.min(), arr.max(), lo, hi))
+        return np.clip(arr, lo, hi)
+
+    def _mask(self, mask, shape):
+        arr = _float_array(mask, "mask")
+        if arr.shape == tuple(shape[1:]):
+            arr = np.broadcast_to(arr, shape)
+        if arr.shape != tuple(shape):
+            raise JetgenError("The mask has shape {} but the input has shape {}; give one mask per input or one "
+                              "for all.".format(tuple(np.shape(mask)), tuple(shape)))
+        if np.any((arr != 0) & (arr != 1)):
+            raise JetgenError("The mask must hold only 0 (hidden) and 1 (observed).")
+        return np.ascontiguousarray(arr)
+
+    @staticmethod
+    def _count(n, what="n"):
+        if not _is_int(n) or n < 1:
+            raise JetgenError("{} must be a positive integer, not {!r}.".format(what, n))
+        return int(n)
+
+    # -- generation ------------------------------------------------------------------------------
+    def decode(self, z, labels=None):
+        """Decode latents (n, D) (or one (D,)) to outputs (n, C, H, W) float32."""
+        z = self._latents(z)
+        y, _ = self.label_matrix(labels, len(z))
+        feeds = {"z": z}
+        if y is not None:
+            feeds["y"] = y
+        return self.run("decoder", feeds)["x"]
+
+    def sample(self, n, labels=None, temperature=1.0, seed=None, return_latents=False):
+        """Draw n latents from the model's prior (scaled by ``temperature``) and decode them.
+
+        Returns (n, C, H, W) float32, or (x, z) with ``return_latents``. ``labels`` as in
+        ``label_matrix``. The same seed gives the same samples.
+        """
+        n = self._count(n)
+        y, _ = self.label_matrix(labels, n)
+        z = self._prior.sample(n, temperature, make_rng(seed))
+        x = self.decode(z, y)
+        return (x, z) if return_latents else x
+
+    def encode(self, x, labels=None):
+        """Posterior (mu, logvar), each (n, D) float32, for inputs (n, C, H, W); needs an encoder."""
+        if not self.has_encoder:
+            raise JetgenError("This bundle ({}) has no encoder; use complete() with a full mask to find latents."
+                              .format(self.kind))
+        x = self._inputs(x)
+        y, _ = self.label_matrix(labels, len(x))
+        feeds = {"x": x}
+        if y is not None:
+            feeds["y"] = y
+        out = self.run("encoder", feeds)
+        return out["mu"], out["logvar"]
+
+    def _to_latent(self, value, y, seed):
+        arr = np.asarray(value, dtype=np.float64) if not isinstance(value, np.ndarray) else value
+        if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[0] == 1 and arr.shape[1] == self.latent_dim):
+            return self._latents(arr)[0]
+        x = self._inputs(arr, "interpolation end point")
+        if len(x) != 1:
+            raise JetgenError("An interpolation end point must be one latent or one input, not {}.".format(len(x)))
+        if self.has_encoder:
+            return self.encode(x, y)[0][0].astype(np.float64)
+        return self.complete(x, np.ones_like(x), labels=y, seed=seed, steps=200).z[0].astype(np.float64)
+
+    def interpolate(self, a, b, steps=10, mode="linear", labels=None, seed=0):
+        """Decode a path of ``steps`` points from a to b; returns (x (steps, C, H, W), z (steps, D)).
+
+        a and b are latents (D,) or inputs of the output shape; inputs become latents through the
+        encoder mean, or for encoder-less models through ``complete`` with a full mask. ``mode``
+        "linear" or "slerp" (great circle in the prior's standardised coordinates).
+        """
+        steps = self._count(steps, "steps")
+        if steps < 2:
+            raise JetgenError("Interpolation needs at least 2 steps.")
+        if mode not in ("linear", "slerp"):
+            raise JetgenError("Interpolation mode must be linear or slerp, not {!r}.".format(mode))
+        y, _ = self.label_matrix(labels, steps)
+        za = self._to_latent(a, None if y is None else y[:1], seed)
+        zb = self._to_latent(b, None if y is None else y[-1:], seed)
+        t = np.linspace(0.0, 1.0, steps)
+        if mode == "linear":
+            z = np.outer(1 - t, za) + np.outer(t, zb)
+        else:
+            u = _slerp(self._prior.standardise(za[None])[0], self._prior.standardise(zb[None])[0], t)
+            z = self._prior.unstandardise(u)
+        z = self._prior.project(z).astype(np.float32)
+        return self.decode(z, y), z
+
+    def reconstruct(self, x, labels=None):
+        """Inputs (n, C, H, W) through the encoder mean and the decoder; encoder-less: latent optimisation."""
+        x = self._inputs(x)
+        y, _ = self.label_matrix(labels, len(x))
+        if self.has_encoder:
+            return self.decode(self.encode(x, y)[0], y)
+        return self.complete(x, np.ones_like(x), labels=y, seed=0).decoded
+
+    # -- completion by latent optimisation -------------------------------------------------------
+    def loss_grad(self, z, target, mask, y=None):
+        """The latent_grad graph: per-example masked NLL (B,) and its gradient (B, D), float64."""
+        feeds = {"z": np.asarray(z, np.float32), "target": target, "mask": mask}
+        if y is not None:
+            feeds["y"] = y
+        out = self.run("latent_grad", feeds)
+        loss, grad = out["loss"].astype(np.float64), out["grad"].astype(np.float64)
+        if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))):
+            raise JetgenError("The latent_grad graph returned NaN or infinite values (at {} precision); try fp32 "
+                              "or a smaller lr.".format(self.precision))
+        return loss.reshape(-1), grad
+
+    def _init(self, init, x, mask, y, seed):
+        n = len(x)
+        if isinstance(init, str):
+            if init == "prior_mean":
+                z = np.tile(self._prior.mean(), (n, 1))
+            elif init == "encoder":
+                z = self.encode(x * mask, y)[0]
+            elif init == "random":
+                z = self._prior.sample(n, 1.0, make_rng(seed))
+            else:
+                raise JetgenError("init must be one of {} or an array of latents, not {!r}.".format(", ".join(INITS), init))
+        else:
+            z = self._latents(init)
+            if len(z) == 1:
+                z = np.repeat(z, n, axis=0)
+            if len(z) != n:
+                raise JetgenError("Got {} initial latents for {} inputs.".format(len(z), n))
+        return self._prior.project(np.asarray(z, dtype=np.float64))
+
+    def complete(self, x, mask, labels=None, steps=100, lr=5e-2, tol=None, init="prior_mean", seed=None,
+                 prior_weight=1.0, window=10):
+        """Fill the hidden part (mask 0) of inputs by optimising their latents with Adam.
+
+        Minimises, per example, the masked negative log-likelihood from ``latent_grad.onnx`` plus
+        ``prior_weight`` times the prior term, projecting onto the prior's support after each step.
+        Examples are independent (a batch gives the same answers as one at a time). ``init``:
+        "prior_mean" (default), "encoder" (encoder mean of the masked input), "random" (a seeded
+        prior draw) or an array of latents. With ``tol``, an example stops when its objective
+        improved by less than ``tol`` (relative) over the last ``window`` steps; the run ends when
+        all have stopped. ``labels="infer"`` tries every label (in one batch) and keeps, per
+        example, the one with the lowest final objective. Returns a ``Completion``.
+        Raises JetgenError for bad shapes, NaN, a mask not of 0/1, bad labels or a bundle
+        without a latent_grad graph.
+        """
+        x = self._inputs(x)
+        mask = self._mask(mask, x.shape)
+        steps = int(steps) if _is_int(steps) and steps >= 0 else self._count(steps, "steps")
+        try:
+            lr, prior_weight = float(lr), float(prior_weight)
+        except (TypeError, ValueError):
+            raise JetgenError("lr and prior_weight must be numbers.")
+        if not (lr > 0 and np.isfinite(lr)) or not (prior_weight >= 0 and np.isfinite(prior_weight)):
+            raise JetgenError("lr must be positive and prior_weight >= 0.")
+        if tol is not None and not float(tol) >= 0:
+            raise JetgenError("tol must be a number >= 0.")
+        window = self._count(window, "window")
+        if isinstance(labels, str) and labels == "infer":
+            return self._complete_infer(x, mask, steps, lr, tol, init, seed, prior_weight, window)
+        y, ints = self.label_matrix(labels, len(x))
+        if not self.bundle.has("latent_grad"):
+            raise JetgenError("This bundle has no latent_grad graph, which complete() needs; re-export it.")
+        z = self._init(init, x, mask, y, seed)
+        n = len(x)
+        adam = Adam(z.shape, lr=lr)
+        active = np.ones(n, dtype=bool)
+        history = []
+        best, best_z, best_nll = np.full(n, np.inf), z.copy(), np.zeros(n)
+        for step in range(steps + 1):
+            rows = np.nonzero(active)[0]
+            nll, grad = self.loss_grad(z[rows], x[rows], mask[rows], None if y is None else y[rows])
+            pval, pgrad = self._prior.term(z[rows])
+            obj = nll + prior_weight * pval
+            current = history[-1].copy() if history else np.zeros(n)
+            current[rows] = obj
+            history.append(current)
+            better = obj < best[rows]
+            best[rows[better]], best_z[rows[better]], best_nll[rows[better]] = obj[better], z[rows[better]], nll[better]
+            if step == steps:
+                break
+            if tol is not None and step >= window:
+                before = history[step - window][rows]
+                done = (before - obj) <= float(tol) * np.maximum(np.abs(before), 1e-12)
+                active[rows[done]] = False
+                if not active.any():
+                    break
+                keep = ~done
+                rows, grad, pgrad = rows[keep], grad[keep], pgrad[keep]
+            full = np.zeros_like(z)
+            full[rows] = grad + prior_weight * pgrad
+            z = adam.step(z, full, rows)
+            z[rows] = self._prior.project(z[rows])
+        best_z = best_z.astype(np.float32)
+        decoded = self.decode(best_z, y)
+        completed = np.where(mask == 1, x, decoded).astype(np.float32)
+        return Completion(z=best_z, x=completed, decoded=decoded, loss=best, nll=best_nll,
+                          history=np.array(history), steps=len(history) - 1, labels=ints)
+
+    def _complete_infer(self, x, mask, steps, lr, tol, init, seed, prior_weight, window):
+        if not self.conditional:
+            raise JetgenError("labels='infer' needs a conditional model.")
+        n, k = len(x), len(self.labels)
+        if not isinstance(init, str):
+            init = np.repeat(self._latents(init), k, axis=0) if len(self._latents(init)) == n else init
+        cand = np.tile(np.arange(k), n)
+        r = self.complete(np.repeat(x, k, axis=0), np.repeat(mask, k, axis=0), labels=cand, steps=steps, lr=lr,
+                          tol=tol, init=init, seed=seed, prior_weight=prior_weight, window=window)
+        table = r.loss.reshape(n, k)
+        pick = np.argmin(table, axis=1)
+        idx = np.arange(n) * k + pick
+        return Completion(z=r.z[idx], x=r.x[idx], decoded=r.decoded[idx], loss=r.loss[idx], nll=r.nll[idx],
+                          history=r.history[:, idx], steps=r.steps, labels=pick, label_losses=table)

@@ -1,0 +1,41 @@
+"""KL weight schedules and the free-bits KL objective, as pure functions of the step.
+
+- constant:  beta at every step.
+- linear:    0 for ``warmup_delay`` steps, then rising linearly to beta over ``warmup_steps``.
+- cyclical:  ``cycles`` cycles over the whole run; within each, rise linearly over the first
+             ``cycle_ratio`` of the cycle, then flat at beta (Fu et al. 2019).
+- free-bits: weight beta, but the KL term is sum_d max(lambda, mean_batch KL_d) (Kingma et al. 2016).
+"""
+import torch
+
+KL_SCHEDULES = ("constant", "linear", "cyclical", "free-bits")
+
+
+def kl_weight(schedule, step, total_steps, beta=1.0, warmup_delay=0, warmup_steps=1000, cycles=4,
+              cycle_ratio=0.5):
+    """The KL weight at ``step`` (0-based global optimiser step) of a run of ``total_steps`` steps."""
+    if schedule in ("constant", "free-bits"):
+        return float(beta)
+    if schedule == "linear":
+        if step < warmup_delay:
+            return 0.0
+        if warmup_steps <= 0:
+            return float(beta)
+        return float(beta) * min(1.0, (step - warmup_delay) / float(warmup_steps))
+    if schedule == "cyclical":
+        period = max(1.0, total_steps / float(cycles))
+        tau = (step % period) / period
+        return float(beta) * min(1.0, tau / cycle_ratio)
+    raise ValueError("unknown KL schedule {!r}; choose one of: {}".format(schedule, ", ".join(KL_SCHEDULES)))
+
+
+def kl_term(kl, free_bits=None):
+    """The KL part of the objective for a batch, from per-example per-dimension KL ``kl`` (B, D).
+
+    Without free bits: mean over the batch of sum_d KL_d. With a floor ``free_bits`` = lambda nats
+    per dimension: sum_d max(lambda, mean_batch KL_d), so dimensions below the floor get no push
+    towards the prior.
+    """
+    if free_bits is None:
+        return kl.sum(1).mean()
+    return torch.clamp(kl.mean(0), min=float(free_bits)).sum()
