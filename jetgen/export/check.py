@@ -277,7 +277,7 @@ def _check_dims(graph, batch, batch_required, add):
                     "batch axis".format(axis),
                     "export with axis {} fixed (only axis 0, 'batch', may be dynamic)".format(axis))
     if not dynamic_batch:
-        return batch
+        return None  # a fixed batch needs no profile; the graph's own shapes give the memory
     names = ", ".join(dynamic_batch)
     if batch is None:
         if batch_required:
