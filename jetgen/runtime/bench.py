@@ -184,12 +184,12 @@ def run_benchmark(bundle, backends=("torch", "ort"), precisions=("fp32",), batch
 
     # inputs shared by every backend so they do the same work
     max_b = max(list(batch_sizes) + [sample_batch, complete_batch])
-    z_all = base._prior.sample(max_b, 1.0, np.random.RandomState(1)).astype(np.float32)
+    z_all = base.prior.sample(max_b, 1.0, np.random.RandomState(1)).astype(np.float32)
     y_all = _labels_for(base, max_b, rng)
     targets = base.decode(z_all[:complete_batch], None if y_all is None else y_all[:complete_batch])
     mask = np.ones_like(targets)
     mask[:, :, targets.shape[2] // 2:, :] = 0.0  # bottom half hidden
-    z0 = np.tile(base._prior.mean(), (complete_batch, 1)).astype(np.float32)
+    z0 = np.tile(base.prior.mean(), (complete_batch, 1)).astype(np.float32)
 
     torch_ref = None
     if "torch" in backends:
