@@ -28,7 +28,7 @@ nvidia,tegra194	xavier	Jetson with Tegra194 (Xavier class)
 nvidia,tegra234	orin	Jetson with Tegra234 (Orin class)'
 
 # Always wanted: pip and headers to build pycuda, curl for the wheels, TensorRT's Python module.
-APT_BASE="python3-pip python3-dev build-essential curl python3-libnvinfer"
+APT_BASE=(python3-pip python3-dev build-essential curl python3-libnvinfer)
 
 usage() {
     cat <<'EOF'
@@ -155,6 +155,7 @@ l4t_from_release_file() {
 # L4T from the nvidia-l4t-core package version, "32.7.1-20220219090432" -> 32.7.1.
 l4t_from_dpkg() {
     local version
+    # shellcheck disable=SC2016,SC2086  # ${Version} is dpkg's format; the override may carry arguments
     version=$($DPKG_QUERY --admindir="$ROOT/var/lib/dpkg" --showformat='${Version}' --show nvidia-l4t-core 2>/dev/null) || return 1
     version=${version%%-*}
     case "$version" in
@@ -222,7 +223,6 @@ else
     warn "could not identify the board from $ROOT/proc/device-tree/compatible; continuing with the L4T release alone."
 fi
 
-CUDA_DIR="$CUDA_HOME"
 CP_TAG="cp${PYTHON/./}"
 SUDO=()
 PIP=(python3 -m pip)
@@ -245,6 +245,7 @@ python_is_release_python() {
 }
 
 dpkg_installed() {
+    # shellcheck disable=SC2016  # ${Status} is dpkg's format
     dpkg-query --showformat='${Status}' --show "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
@@ -276,7 +277,7 @@ apt_install() {
 
 # install_wheel PACKAGE: downloads this JetPack's wheel for PACKAGE to its real file name and installs it.
 install_wheel() {
-    local package=$1 row version filename url sha status apt pip wheel_note dest
+    local package=$1 row version filename url sha status apt pip wheel_note dest list
     row=$(tsv_row "$WHEELS_TSV" "$JETPACK" "$package")
     [ -n "$row" ] || die "jetson/wheels.tsv has no $package wheel for JetPack $JETPACK; add a row with the NVIDIA wheel for it."
     IFS='	' read -r _ _ version filename url sha status apt pip wheel_note <<EOF
@@ -288,15 +289,16 @@ EOF
     esac
     step "$package $version for JetPack $JETPACK ($filename)"
     if [ "$status" != confirmed ]; then
-        warn "the $package wheel for JetPack $JETPACK is $status in jetson/wheels.tsv ($wheel_note): if it fails to install or import, find the right one on the Jetson Zoo (elinux.org/Jetson_Zoo) and fix that row."
+        warn "the $package wheel for JetPack $JETPACK is $status in jetson/wheels.tsv ($wheel_note); if it fails to install or import, find the right one on the Jetson Zoo (elinux.org/Jetson_Zoo) and fix that row."
     fi
     if [ "$apt" != "-" ]; then
-        # shellcheck disable=SC2086  # comma-separated list -> words
-        apt_install "$package prerequisites (apt)" $(printf '%s' "$apt" | tr ',' ' ')
+        IFS=, read -r -a list <<<"$apt"
+        apt_install "$package prerequisites (apt)" "${list[@]}"
     fi
     if [ "$pip" != "-" ]; then
-        # shellcheck disable=SC2046
-        run "${PIP_INSTALL[@]}" $(printf '%s' "$pip" | tr ',' ' ')
+        IFS=, read -r -a list <<<"$pip"
+        run "${PIP_INSTALL[@]}" "${list[@]}"
+        done_item "$pip"
     fi
     if skip_if "$package $version is installed" pip_has_version "$package" "$version"; then
         return 0
@@ -310,7 +312,7 @@ EOF
         note "already downloaded: $dest"
     fi
     if [ "$sha" != "-" ]; then
-        run sh -c "printf '%s  %s\n' $sha '$dest' | sha256sum -c -" ||
+        run sh -c "echo \"$sha  $dest\" | sha256sum -c -" ||
             { rm -f "$dest"; die "$dest does not have the sha256 jetson/wheels.tsv expects; it was removed, so re-run to download it again, or fix the row if the wheel moved."; }
     fi
     run "${PIP_INSTALL[@]}" "$dest"
@@ -342,14 +344,13 @@ if [ -n "$SWAP_SIZE" ]; then
         run "${SUDO[@]}" swapon "$SWAP_FILE"
     fi
     if ! skip_if "/etc/fstab has the swap line" in_fstab; then
-        run "${SUDO[@]}" sh -c "echo '$FSTAB_LINE' >> /etc/fstab"
+        run "${SUDO[@]}" sh -c "echo \"$FSTAB_LINE\" >> /etc/fstab"
     fi
     done_item "swap $SWAP_SIZE"
 fi
 
 step "apt prerequisites"
-# shellcheck disable=SC2086  # a fixed word list
-apt_install "apt prerequisites" $APT_BASE
+apt_install "apt prerequisites" "${APT_BASE[@]}"
 
 if [ "$PIP_REQ" != "-" ]; then
     step "pip ($PIP_REQ: the system pip cannot read current wheels)"
@@ -362,16 +363,18 @@ run "${PIP_INSTALL[@]}" "$NUMPY_REQ"
 done_item "$NUMPY_REQ"
 
 step "onnxruntime: NVIDIA's onnxruntime-gpu replaces PyPI's CPU-only onnxruntime"
-if ! skip_if "the CPU-only onnxruntime is absent" sh -c "! ${PIP[*]} show onnxruntime"; then
+if ! skip_if "no CPU-only onnxruntime is installed" sh -c "! ${PIP[*]} show onnxruntime"; then
     run "${PIP[@]}" uninstall -y onnxruntime
 fi
 install_wheel onnxruntime-gpu
 
 step "pycuda ($PYCUDA_REQ, built against CUDA $CUDA)"
 if ! skip_if "pycuda imports" python3 -c 'import pycuda'; then
+    # Printed literally: the build sees CUDA's compiler, headers and libraries.
+    # shellcheck disable=SC2016
     printf '%s export PATH=%s/bin:$PATH CPATH=%s/include LIBRARY_PATH=%s/lib64\n' \
-        "$([ "$DRY_RUN" = 1 ] && echo '[dry-run]' || echo '+')" "$CUDA_DIR" "$CUDA_DIR" "$CUDA_DIR"
-    export PATH="$CUDA_DIR/bin:$PATH" CPATH="$CUDA_DIR/include" LIBRARY_PATH="$CUDA_DIR/lib64"
+        "$([ "$DRY_RUN" = 1 ] && echo '[dry-run]' || echo '+')" "$CUDA_HOME" "$CUDA_HOME" "$CUDA_HOME"
+    export PATH="$CUDA_HOME/bin:$PATH" CPATH="$CUDA_HOME/include" LIBRARY_PATH="$CUDA_HOME/lib64"
     run "${PIP_INSTALL[@]}" "$PYCUDA_REQ"
     done_item "$PYCUDA_REQ"
 fi
@@ -395,19 +398,22 @@ if [ "$MAX_PERF" = 1 ]; then
 fi
 
 step "checks"
+TRT_CHECK='import tensorrt; print("ok, " + tensorrt.__version__)'
+ORT_CHECK='import onnxruntime; print("ok, " + ", ".join(onnxruntime.get_available_providers()))'
 TRT_STATUS="not checked (dry run)"
 ORT_STATUS="not checked (dry run)"
 CHECK_FAILED=0
-run python3 -c 'import tensorrt; print("tensorrt", tensorrt.__version__)' >/dev/null 2>&1 || true
 if [ "$DRY_RUN" = 1 ]; then
-    printf '[dry-run] '; show_cmd python3 -c 'import tensorrt; print("tensorrt", tensorrt.__version__)'
-    printf '[dry-run] '; show_cmd python3 -c 'import onnxruntime; print(onnxruntime.get_available_providers())'
+    printf '[dry-run] '; show_cmd python3 -c "$TRT_CHECK"
+    printf '[dry-run] '; show_cmd python3 -c "$ORT_CHECK"
 else
-    if TRT_STATUS=$(python3 -c 'import tensorrt; print("ok, " + tensorrt.__version__)' 2>&1); then :; else
+    printf '+ '; show_cmd python3 -c "$TRT_CHECK"
+    if ! TRT_STATUS=$(python3 -c "$TRT_CHECK" 2>&1); then
         TRT_STATUS="FAILED: $(printf '%s' "$TRT_STATUS" | tail -n 1) (install the apt package python3-libnvinfer)"
         CHECK_FAILED=1
     fi
-    if ORT_STATUS=$(python3 -c 'import onnxruntime; print("ok, " + ", ".join(onnxruntime.get_available_providers()))' 2>&1); then :; else
+    printf '+ '; show_cmd python3 -c "$ORT_CHECK"
+    if ! ORT_STATUS=$(python3 -c "$ORT_CHECK" 2>&1); then
         ORT_STATUS="FAILED: $(printf '%s' "$ORT_STATUS" | tail -n 1)"
         CHECK_FAILED=1
     fi
