@@ -141,9 +141,14 @@ def read_png(path):
 
 # -- arrays <-> files ----------------------------------------------------------------------------
 def grid(x, columns=GRID_COLUMNS, pad=2):
-    """uint8 image tiling (n, C, H, W) in [0, 1] in rows of ``columns``; grey for C=1, RGB for C=3."""
+    """uint8 image tiling (n, C, H, W) in [0, 1] in rows of ``columns``; grey for C=1, RGB for C=3.
+
+    One image is written as itself (no border), so it can be read back as an input.
+    """
     x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
     n, c, h, w = x.shape
+    if n == 1:
+        pad = 0
     if c not in (1, 3):
         raise JetgenError("Only 1- or 3-channel outputs can be written as PNG; use a .npy output.")
     columns = max(1, min(columns, n))

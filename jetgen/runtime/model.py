@@ -176,6 +176,8 @@ class Model(object):
         batch = self.bundle.graph(graph)["batch"]
         lo, hi = batch["min"], batch["max"]
         n = len(next(iter(feeds.values())))
+        if n == 0:
+            raise JetgenError("Nothing to run: the batch is empty.")
         size = hi or max(n, lo)
         session = self.session(graph)
         parts = []
@@ -411,8 +413,13 @@ class Model(object):
             raise JetgenError("lr and prior_weight must be numbers.")
         if not (lr > 0 and np.isfinite(lr)) or not (prior_weight >= 0 and np.isfinite(prior_weight)):
             raise JetgenError("lr must be positive and prior_weight >= 0.")
-        if tol is not None and not float(tol) >= 0:
-            raise JetgenError("tol must be a number >= 0.")
+        if tol is not None:
+            try:
+                tol = float(tol)
+            except (TypeError, ValueError):
+                tol = float("nan")
+            if not tol >= 0:
+                raise JetgenError("tol must be a number >= 0.")
         window = self._count(window, "window")
         if isinstance(labels, str) and labels == "infer":
             return self._complete_infer(x, mask, steps, lr, tol, init, seed, prior_weight, window)

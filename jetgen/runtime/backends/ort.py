@@ -122,6 +122,7 @@ class OrtSession(object):
                               [(t.name, _shape(t.shape)) for t in self._session.get_outputs()])
         on_gpu = self.providers[0] in (CUDA_EP, TRT_EP)
         self._binding = on_gpu if io_binding is None else bool(io_binding)
+        self._device_type = "cuda" if on_gpu else "cpu"
         self._device_id = device_id
 
     def check_feeds(self, feeds):
@@ -155,7 +156,7 @@ class OrtSession(object):
             for name, value in feeds.items():
                 binding.bind_cpu_input(name, value)
             for name in self.output_names:
-                binding.bind_output(name, "cuda", self._device_id)
+                binding.bind_output(name, self._device_type, self._device_id)
             self._session.run_with_iobinding(binding)
             values = binding.copy_outputs_to_cpu()
         else:

@@ -1,0 +1,350 @@
+"""The runtime's commands: ``jetgen info``, ``sample``, ``interpolate``, ``complete``.
+
+They import only click, numpy and the runtime (the backend's own module when a graph opens), so
+they run on a Jetson without torch. Outputs are written atomically: ``.png`` a grid (rows of up to 8,
+or one row per label), ``.npy`` float32 (n, C, H, W) in [0, 1]. Python 3.6 compatible.
+"""
+import json
+import os
+
+import click
+import numpy as np
+
+from jetgen.errors import JetgenError
+from jetgen.runtime.backends import BACKENDS
+from jetgen.runtime.bundle import Bundle
+from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, load_images, load_mask, load_npy, region_mask,
+                                   save_outputs)
+from jetgen.runtime.model import INITS, PRECISIONS, Model
+
+MAX_SIDECAR_BYTES = 1 << 20
+
+
+def backend_options(func):
+    """--backend, --precision, --device, --threads: how graphs run."""
+    options = [
+        click.option("--backend", type=click.Choice(BACKENDS), default="ort", show_default=True,
+                     help="ONNX Runtime or TensorRT."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                     help="Run precision (default: the bundle's)."),
+        click.option("--device", default=None, help="ort: cpu, cuda, cuda:N or tensorrt (default: best of cuda, cpu)."),
+        click.option("--threads", type=click.IntRange(1, None), default=None, help="ort: intra-op CPU threads."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def open_model(bundle, backend, precision, device, threads):
+    extra = {"intra_op_threads": threads} if threads and backend == "ort" else {}
+    return Model.open(bundle, backend=backend, precision=precision, device=device, **extra)
+
+
+def parse_label(text):
+    """'3' -> 3; a label name stays a string (Model checks it against the manifest)."""
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def check_out(path):
+    """Refuse an output name we cannot write before doing any work."""
+    if os.path.splitext(path)[1].lower() not in (".png", ".npy"):
+        raise JetgenError("Cannot write {}: the output must end in .png or .npy.".format(path))
+    return path
+
+
+def need_label(model, label):
+    if model.conditional and label is None:
+        raise JetgenError("This model is conditional: give --label K (one of {}).".format(", ".join(model.labels)))
+    return label
+
+
+def emit_json(obj):
+    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+# -- info ----------------------------------------------------------------------------------------
+def _sidecar(path):
+    for candidate in (path + ".json", os.path.splitext(path)[0] + ".json"):
+        if candidate != path and os.path.isfile(candidate):
+            if os.path.getsize(candidate) > MAX_SIDECAR_BYTES:
+                return candidate, {"error": "sidecar too large to read"}
+            try:
+                with open(candidate, "rb") as handle:
+                    return candidate, json.loads(handle.read().decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as err:
+                return candidate, {"error": "unreadable JSON: {}".format(err)}
+    return None, None
+
+
+def list_engines(bundle_dir):
+    """Files under BUNDLE/engines/ (sidecar JSON attached to the file it describes)."""
+    root = os.path.join(bundle_dir, "engines")
+    if not os.path.isdir(root):
+        return []
+    files = []
+    for here, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            files.append(os.path.join(here, name))
+    sidecars, rows = set(), []
+    for path in files:
+        if path.endswith(".json"):
+            continue
+        side, meta = _sidecar(path)
+        if side:
+            sidecars.add(side)
+        rows.append({"file": os.path.relpath(path, bundle_dir), "bytes": os.path.getsize(path),
+                     "sidecar": meta})
+    for path in files:
+        if path.endswith(".json") and path not in sidecars:
+            rows.append({"file": os.path.relpath(path, bundle_dir), "bytes": os.path.getsize(path), "sidecar": None})
+    return rows
+
+
+def bundle_info(path):
+    """Everything ``jetgen info`` shows, as a JSON-ready dict; graph hashes are checked, not trusted."""
+    bundle = Bundle.open(path, verify=False)
+    man, model = bundle.manifest, bundle.model
+    graphs = {}
+    for name in bundle.graph_names():
+        entry = bundle.graph(name)
+        try:
+            bundle.check_graph_file(name)
+            status = "ok"
+        except JetgenError as err:
+            status = str(err)
+        graphs[name] = {"file": entry["file"], "bytes": entry["bytes"], "opset": entry.get("opset"),
+                        "precision": entry.get("precision"), "batch": entry.get("batch"),
+                        "parity": entry.get("parity"), "sha256": entry["sha256"], "check": status}
+    prior = model["prior"]
+    return {
+        "bundle": bundle.path, "name": man.get("name"), "created": man.get("created"),
+        "format_version": man["format_version"], "kind": model["kind"], "arch": model.get("arch"),
+        "latent_dim": model["latent_dim"], "prior": prior, "conditional": model["conditional"],
+        "labels": model["labels"], "output": model["output"], "likelihood": model["likelihood"],
+        "precision": man.get("precision"), "graphs": graphs, "target": man.get("target"),
+        "provenance": man.get("provenance"), "versions": man.get("versions"), "quality": man.get("quality"),
+        "engines": list_engines(bundle.path),
+    }
+
+
+def _summary(values):
+    values = np.asarray(values, dtype=np.float64)
+    if values.size and np.all(values == values[0]):
+        return "{:g} (all)".format(values[0])
+    return "{:.3g} to {:.3g}".format(values.min(), values.max())
+
+
+def _print_info(info):
+    out = info["output"]
+    lines = [
+        "bundle      {}".format(info["bundle"]),
+        "name        {}  (format {}, created {})".format(info["name"], info["format_version"], info["created"]),
+        "model       {} {}, latent size {}, output {} in {}".format(
+            info["kind"], info["arch"] or "", info["latent_dim"], "x".join(map(str, out["shape"])), out["range"]),
+        "prior       {}: {}".format(info["prior"]["family"], ", ".join(
+            "{} {}".format(k, _summary(v)) for k, v in sorted(info["prior"]["params"].items()))),
+        "labels      {}".format(", ".join(info["labels"]) if info["conditional"] else "none (unconditional)"),
+        "likelihood  {}".format(info["likelihood"].get("name")),
+        "precision   {}".format(info["precision"]),
+        "graphs",
+    ]
+    for name, g in info["graphs"].items():
+        batch = g["batch"] or {}
+        parity = g["parity"] or {}
+        lines.append("  {:<12}{:<18}{:>10} B  opset {}  {}  batch {}..{}  parity max_abs {}  {}".format(
+            name, g["file"], g["bytes"], g["opset"], g["precision"], batch.get("min"), batch.get("max"),
+            parity.get("max_abs"), "sha256 ok" if g["check"] == "ok" else "PROBLEM: " + g["check"]))
+    target = info["target"] or {}
+    lines.append("target      {}".format(target.get("name") if isinstance(target, dict) else target))
+    prov = info["provenance"] or {}
+    lines.append("provenance  " + ", ".join("{} {}".format(k, json.dumps(v)) for k, v in prov.items()))
+    versions = info["versions"] or {}
+    lines.append("versions    " + ", ".join("{} {}".format(k, v) for k, v in versions.items()))
+    if info["engines"]:
+        lines.append("engines")
+        for e in info["engines"]:
+            meta = e["sidecar"]
+            lines.append("  {}  {} B{}".format(e["file"], e["bytes"], "  " + json.dumps(meta, sort_keys=True)
+                                                if meta else ""))
+    else:
+        lines.append("engines     none built (jetgen build BUNDLE)")
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(bundle, as_json):
+    """Show what BUNDLE holds, where it came from, and which engines were built for it."""
+    data = bundle_info(bundle)
+    if as_json:
+        emit_json(data)
+    else:
+        _print_info(data)
+    if any(g["check"] != "ok" for g in data["graphs"].values()):
+        raise JetgenError("Some graph files do not match the manifest (see above); copy the bundle again.")
+
+
+# -- sample --------------------------------------------------------------------------------------
+@click.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--n", "n", type=click.IntRange(1, None), default=None,
+              help="How many samples (default 64; with --labels all, shared evenly by the labels, default 8 each).")
+@click.option("--label", default=None, help="Label (index or name) for a conditional model.")
+@click.option("--labels", "all_labels", type=click.Choice(["all"]), default=None, help="One row per label.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Seed for a repeatable draw.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the prior draw.")
+@click.option("--out", required=True, type=click.Path(), help="grid.png or samples.npy")
+@backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def sample(bundle, n, label, all_labels, seed, temperature, out, backend, precision, device, threads, as_json):
+    """Draw samples from BUNDLE's prior and decode them into a PNG grid or .npy array."""
+    check_out(out)
+    if label is not None and all_labels:
+        raise JetgenError("Give --label or --labels all, not both.")
+    with open_model(bundle, backend, precision, device, threads) as model:
+        if all_labels:
+            if not model.conditional:
+                raise JetgenError("--labels all needs a conditional model; this one has no labels.")
+            # --n is the total, shared evenly by the labels (default: 8 per label)
+            per = max(1, n // len(model.labels)) if n else GRID_COLUMNS
+            labels = np.repeat(np.arange(len(model.labels)), per)
+            x = model.sample(len(labels), labels=labels, temperature=temperature, seed=seed)
+            columns = per
+        else:
+            labels = need_label(model, parse_label(label))
+            x = model.sample(n or 64, labels=labels, temperature=temperature, seed=seed)
+            columns = GRID_COLUMNS
+        save_outputs(out, x, columns)
+    if as_json:
+        emit_json({"out": out, "n": len(x), "shape": list(x.shape), "seed": seed, "temperature": temperature,
+                   "labels": None if labels is None else np.broadcast_to(labels, (len(x),)).tolist()})
+    else:
+        click.echo("Wrote {} samples to {}.".format(len(x), out))
+
+
+# -- interpolate ---------------------------------------------------------------------------------
+def load_endpoint(model, text):
+    """A latent (D,) or one input (1, C, H, W) from seed:N, a .npy (latent or input) or a .png.
+
+    FILE.npy:K picks row K of a file holding several latents (n, D) or inputs (n, C, H, W).
+    """
+    if text.startswith("seed:"):
+        try:
+            seed = int(text[5:])
+        except ValueError:
+            raise JetgenError("Cannot read {!r}; write seed:N with an integer N.".format(text))
+        return model.prior.sample(1, 1.0, seed)[0]
+    index = None
+    head, sep, tail = text.rpartition(":")
+    if sep and head.lower().endswith(".npy") and tail.isdigit() and not os.path.exists(text):
+        text, index = head, int(tail)
+    if text.lower().endswith(".npy"):
+        arr = load_npy(text)
+        if arr.ndim <= 2 and arr.shape[-1:] == (model.latent_dim,):
+            arr = arr.reshape(-1, model.latent_dim)
+            if index is None and len(arr) != 1:
+                raise JetgenError("{} holds {} latents; pick one with {}:K.".format(text, len(arr), text))
+            return _pick(arr, index or 0, text).astype(np.float32)
+        if arr.ndim == 1:
+            raise JetgenError("{} holds {} values but the latent size is {}.".format(text, arr.size, model.latent_dim))
+    x = load_images(text, model.output_shape)
+    if index is None and len(x) != 1:
+        raise JetgenError("{} holds {} inputs; pick one with {}:K.".format(text, len(x), text))
+    return _pick(x, index or 0, text)[None]
+
+
+def _pick(arr, index, text):
+    if index >= len(arr):
+        raise JetgenError("{} holds {} rows; there is no row {}.".format(text, len(arr), index))
+    return arr[index]
+
+
+@click.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--from", "start", required=True, help="seed:N, latent.npy, input.npy, input.png or FILE.npy:K")
+@click.option("--to", "end", required=True, help="seed:N, latent.npy, input.npy, input.png or FILE.npy:K")
+@click.option("--steps", type=click.IntRange(2, None), default=10, show_default=True)
+@click.option("--mode", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True)
+@click.option("--label", default=None, help="Label (index or name) for a conditional model.")
+@click.option("--out", required=True, type=click.Path(), help="strip.png or path.npy")
+@backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary with the latents.")
+def interpolate(bundle, start, end, steps, mode, label, out, backend, precision, device, threads, as_json):
+    """Decode a path between two latents or inputs of BUNDLE into a PNG strip or .npy array."""
+    check_out(out)
+    with open_model(bundle, backend, precision, device, threads) as model:
+        labels = need_label(model, parse_label(label))
+        a, b = load_endpoint(model, start), load_endpoint(model, end)
+        x, z = model.interpolate(a, b, steps=steps, mode=mode, labels=labels)
+        save_outputs(out, x, columns=steps)
+    if as_json:
+        emit_json({"out": out, "steps": steps, "mode": mode, "label": labels, "latents": z.tolist()})
+    else:
+        click.echo("Wrote a {}-step {} path to {}.".format(steps, mode, out))
+
+
+# -- complete ------------------------------------------------------------------------------------
+@click.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--input", "input_path", required=True, type=click.Path(), help="x.png or x.npy (n, C, H, W)")
+@click.option("--mask", "mask_path", default=None, type=click.Path(),
+              help="m.png (white = observed) or m.npy (1 = observed)")
+@click.option("--mask-region", type=click.Choice(MASK_REGIONS), default=None, help="Hide this region.")
+@click.option("--label", default=None, help="Label (index or name) for every input.")
+@click.option("--labels", "labels_path", default=None, type=click.Path(), help="y.npy: one label per input.")
+@click.option("--steps", type=click.IntRange(0, None), default=100, show_default=True)
+@click.option("--lr", type=float, default=5e-2, show_default=True)
+@click.option("--tol", type=float, default=None, help="Stop an input when its loss improves less than this "
+                                                       "(relative) over 10 steps.")
+@click.option("--init", type=click.Choice(INITS), default="prior_mean", show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None)
+@click.option("--out", required=True, type=click.Path(), help="y.png or y.npy")
+@backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def complete(bundle, input_path, mask_path, mask_region, label, labels_path, steps, lr, tol, init, seed, out,
+             backend, precision, device, threads, as_json):
+    """Fill in the hidden part of inputs by optimising their latents; report the loss reached.
+
+    A conditional model given no label tries every label and keeps the best per input.
+    """
+    check_out(out)
+    if (mask_path is None) == (mask_region is None):
+        raise JetgenError("Give exactly one of --mask FILE or --mask-region REGION.")
+    if label is not None and labels_path is not None:
+        raise JetgenError("Give --label or --labels, not both.")
+    with open_model(bundle, backend, precision, device, threads) as model:
+        x = load_images(input_path, model.output_shape)
+        mask = load_mask(mask_path, model.output_shape) if mask_path else region_mask(mask_region, model.output_shape)
+        if mask.ndim == 4 and len(mask) == 1 and len(x) > 1:
+            mask = mask[0]
+        if labels_path is not None:
+            labels = load_npy(labels_path).reshape(-1)
+        else:
+            labels = parse_label(label)
+        inferred = model.conditional and labels is None
+        result = model.complete(x, mask, labels="infer" if inferred else labels, steps=steps, lr=lr, tol=tol,
+                                init=init, seed=seed)
+        save_outputs(out, result.x)
+    report = {"out": out, "n": len(x), "steps": result.steps, "loss_start": result.history[0].tolist(),
+              "loss": result.loss.tolist(), "nll": result.nll.tolist(),
+              "labels": None if result.labels is None else result.labels.tolist(), "labels_inferred": inferred}
+    if as_json:
+        emit_json(report)
+        return
+    click.echo("Completed {} input(s) in {} steps: loss (masked NLL + prior, nats) from {:.2f} to {:.2f} on average."
+               .format(len(x), result.steps, float(np.mean(result.history[0])), float(np.mean(result.loss))))
+    for i in range(len(x)):
+        extra = ""
+        if result.labels is not None:
+            name = model.labels[int(result.labels[i])]
+            extra = "  label {}{}".format(name, " (inferred)" if inferred else "")
+        click.echo("  input {}: loss {:.3f}{}".format(i, float(result.loss[i]), extra))
+    click.echo("Wrote {}.".format(out))
