@@ -130,7 +130,7 @@ class PycudaMemory(object):
 def _check(result, what):
     """cuda-python calls return (error, *values); raise JetgenError unless error is success."""
     err, values = result[0], result[1:]
-    if int(err) != 0:
+    if int(getattr(err, "value", err)) != 0:  # cudaError_t is an enum; cudaSuccess is 0
         raise JetgenError("CUDA call {} failed with {}; check that the GPU is free and the driver works "
                           "(nvidia-smi or tegrastats).".format(what, err))
     return values[0] if len(values) == 1 else values

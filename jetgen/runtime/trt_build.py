@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover - for mypy only
     import tensorrt as trt  # noqa: F401
 
 DEFAULT_WORKSPACE_MB = 1024
-_LOGGER = []  # one trt.Logger per process, as TensorRT recommends
+_LOGGER = []  # type: List[Any]  # one trt.Logger per process, as TensorRT recommends
 
 
 def default_workspace_mb(sm):
@@ -31,6 +31,12 @@ def default_workspace_mb(sm):
         if row["sm"] is not None and str(row["sm"]) == str(sm):
             return int(row["workspace_mb"])
     return DEFAULT_WORKSPACE_MB
+
+
+def dims_tuple(dims):
+    # type: (Any) -> Tuple[int, ...]
+    """A trt.Dims (or any sequence of ints) as a tuple; Dims has __len__ and __getitem__, not __iter__."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
 
 
 def graph_name_of(onnx_path):
@@ -158,7 +164,7 @@ def _add_profile(builder, network, config, batch, manifest_inputs):
         if tensor.name not in shapes_by_name:
             raise JetgenError("The ONNX graph has an input {!r} the manifest does not list; export the bundle "
                               "again.".format(tensor.name))
-        low, opt, high = profile_shapes(tuple(tensor.shape), shapes_by_name[tensor.name], batch)
+        low, opt, high = profile_shapes(dims_tuple(tensor.shape), shapes_by_name[tensor.name], batch)
         profile.set_shape(tensor.name, low, opt, high)
     config.add_optimization_profile(profile)
 
@@ -228,6 +234,7 @@ def build_engine(onnx_path, graph, precision, workspace_mb, timing_cache_path=No
     if timing_cache_path is not None:
         cache = _attach_timing_cache(config, engine_cache.read_timing_cache(timing_cache_path))
 
+    calibrator = None  # held here so it outlives the build (TensorRT keeps only a raw pointer)
     if api["typing"] == "flags":
         if precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)  # int8 engines keep FP16 for layers without INT8
@@ -235,9 +242,11 @@ def build_engine(onnx_path, graph, precision, workspace_mb, timing_cache_path=No
             config.set_flag(trt.BuilderFlag.INT8)
             if calibration_cache is not None and not precision_mod.graph_is_quantized(graph, onnx_bytes):
                 with open(str(calibration_cache), "rb") as handle:
-                    config.int8_calibrator = _cache_calibrator(trt, handle.read())
+                    calibrator = _cache_calibrator(trt, handle.read())
+                config.int8_calibrator = calibrator
 
     serialized = builder.build_serialized_network(network, config)
+    del calibrator
     if serialized is None:
         raise JetgenError(
             "TensorRT {} could not build an engine for {} at {} (its log above says why). On a "

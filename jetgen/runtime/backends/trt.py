@@ -104,7 +104,7 @@ class _BindingIO(object):
         return bool(self.context.set_binding_shape(self.index[name], tuple(shape)))
 
     def output_shape(self, name):
-        return tuple(self.context.get_binding_shape(self.index[name]))
+        return trt_build.dims_tuple(self.context.get_binding_shape(self.index[name]))
 
     def execute(self, pointers, stream_handle):
         bindings = [0] * len(self.index)
@@ -136,7 +136,7 @@ class _TensorIO(object):
 
     def output_shape(self, name):
         # type: (str) -> Tuple[int, ...]
-        return tuple(self.context.get_tensor_shape(name))
+        return trt_build.dims_tuple(self.context.get_tensor_shape(name))
 
     def execute(self, pointers, stream_handle):
         # type: (Dict[str, int], int) -> bool
@@ -241,10 +241,10 @@ class TrtSession(object):
 
     def close(self):
         """Free the GPU buffers and the stream; the session cannot run afterwards."""
+        self._io = None  # the execution context goes before the memory it points at
         if getattr(self, "_mem", None) is not None:
             self._mem.close()
             self._mem = None
-        self._io = None
 
     def __enter__(self):
         return self
