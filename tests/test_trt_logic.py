@@ -698,7 +698,8 @@ def _encoder_model():
              helper.make_node("MatMul", ["f", "A"], ["mu"], name="enc/mu"),
              helper.make_node("Mul", ["mu", "half"], ["logvar"], name="enc/logvar")]
     graph = helper.make_graph(
-        nodes, "encoder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"] + list(SHAPE))],
+        nodes, "encoder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"] + list(SHAPE)),
+                           helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", Y])],  # conditional, unused
         [helper.make_tensor_value_info("mu", TensorProto.FLOAT, ["batch", Z]),
          helper.make_tensor_value_info("logvar", TensorProto.FLOAT, ["batch", Z])], [a, s, half])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
@@ -709,7 +710,7 @@ def make_bundle(root, batch=(1, 2, 4), unsupported_op=None, graph_precision="fp3
     os.makedirs(bundle)
     graphs = {}
     models = {"decoder": (_decoder_model(unsupported_op), [("z", [Z]), ("y", [Y])], [("x", list(SHAPE))]),
-              "encoder": (_encoder_model(), [("x", list(SHAPE))], [("mu", [Z]), ("logvar", [Z])])}
+              "encoder": (_encoder_model(), [("x", list(SHAPE)), ("y", [Y])], [("mu", [Z]), ("logvar", [Z])])}
     for name, (model, inputs, outputs) in models.items():
         data = model.SerializeToString()
         with open(os.path.join(bundle, name + ".onnx"), "wb") as handle:
@@ -722,7 +723,11 @@ def make_bundle(root, batch=(1, 2, 4), unsupported_op=None, graph_precision="fp3
             "outputs": [{"name": n, "dtype": "float32", "shape": ["batch"] + s} for n, s in outputs],
             "batch": {"min": batch[0], "opt": batch[1], "max": batch[2]}}
     manifest = {"format": "jetgen-bundle", "format_version": 1, "name": "tiny", "graphs": graphs,
-                "precision": graph_precision}
+                "precision": graph_precision,
+                "model": {"kind": "cvae", "arch": "mlp", "latent_dim": Z, "conditional": True,
+                          "labels": [str(i) for i in range(Y)], "output": {"shape": list(SHAPE), "range": [0.0, 1.0]},
+                          "likelihood": {"name": "bernoulli", "sigma": None},
+                          "prior": {"family": "gaussian", "params": {"mean": [0.0] * Z, "std": [1.0] * Z}}}}
     with open(os.path.join(bundle, "manifest.json"), "w") as handle:
         json.dump(manifest, handle)
     return bundle, manifest
@@ -806,13 +811,15 @@ def test_batches_above_the_profile_run_in_chunks(tmp_path, fake_device, version)
     session = trt_backend.TrtSession(os.path.join(bundle, "encoder.onnx"), manifest["graphs"]["encoder"], bundle,
                                      precision="fp32")
     x = np.random.RandomState(3).uniform(size=(9,) + SHAPE).astype(np.float32)
-    out = session.run({"x": x})
-    ref = _reference(bundle, "encoder", {"x": x})
+    y = np.eye(Y, dtype=np.float32)[np.arange(9) % Y]
+    out = session.run({"x": x, "y": y})
+    ref = _reference(bundle, "encoder", {"x": x, "y": y})
     for name in ("mu", "logvar"):
         assert out[name].shape == (9, Z)
         np.testing.assert_allclose(out[name], ref[name], rtol=1e-5, atol=1e-6)
     shape_call = "set_binding_shape" if version.startswith("8") else "set_input_shape"
-    assert [c[-1][0] for c in calls if c[0] == shape_call] == [4, 4, 2]  # 9 = 4 + 4 + 1 padded to min 2
+    # 9 = 4 + 4 + 1 padded to min 2; the shape is set for both inputs (x, y) of each chunk
+    assert [c[-1][0] for c in calls if c[0] == shape_call] == [4, 4, 4, 4, 2, 2]
     assert gpu.events().count("sync") == 3
     session.close()
 

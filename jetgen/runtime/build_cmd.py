@@ -14,29 +14,9 @@ import os
 import click
 
 from jetgen.errors import JetgenError
+from jetgen.runtime.bundle import Bundle
 
 GRAPHS = ("decoder", "encoder", "latent_grad")
-
-
-def _read_manifest(bundle):
-    """manifest.json of ``bundle`` as a dict, with the few checks this command relies on.
-
-    A stand-in until jetgen.runtime.bundle reads manifests for everyone.
-    """
-    path = os.path.join(bundle, "manifest.json")
-    try:
-        with open(path, "r") as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError):
-        raise JetgenError("{} has no readable manifest.json; is it a bundle made by `jetgen export`?".format(bundle))
-    if not isinstance(manifest, dict) or manifest.get("format") != "jetgen-bundle" or \
-            not isinstance(manifest.get("graphs"), dict):
-        raise JetgenError("{} is not a jetgen bundle (manifest.json lacks format 'jetgen-bundle' or graphs).".format(bundle))
-    for name, graph in manifest["graphs"].items():
-        file_name = str(graph.get("file", ""))
-        if not file_name or "/" in file_name or "\\" in file_name or file_name.startswith("."):
-            raise JetgenError("Graph {!r} of the manifest names an unsafe file {!r}.".format(name, file_name))
-    return manifest
 
 
 def _size(nbytes):
@@ -79,7 +59,7 @@ def build(bundle, precision, which, workspace_mb, force, as_json):
     """Build TensorRT engines for BUNDLE's graphs on this device (cached in BUNDLE/engines)."""
     from jetgen.runtime import cuda_mem, trt_api, trt_build
 
-    manifest = _read_manifest(bundle)
+    manifest = Bundle.open(bundle, verify=True).manifest
     names = [g for g in GRAPHS if g in manifest["graphs"]] if which == "all" else [which]
     if which != "all" and which not in manifest["graphs"]:
         raise JetgenError("{} has no {} graph; it has: {}.".format(bundle, which, ", ".join(sorted(manifest["graphs"]))))

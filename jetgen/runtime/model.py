@@ -85,8 +85,10 @@ class Model(object):
     def __init__(self, bundle, backend="ort", precision=None, device=None, backend_options=None):
         if backend not in BACKENDS:
             raise JetgenError("Unknown backend {!r}; choose one of: {}.".format(backend, ", ".join(BACKENDS)))
+        if precision is None and backend == "trt":
+            precision = "auto"  # TensorRT picks fp16/int8 where the GPU has them (jetgen.runtime.precision)
         precision = precision or bundle.manifest.get("precision") or "fp32"
-        if precision not in PRECISIONS:
+        if precision not in PRECISIONS and not (backend == "trt" and precision == "auto"):
             raise JetgenError("Unknown precision {!r}; choose one of: {}.".format(precision, ", ".join(PRECISIONS)))
         self.bundle = bundle
         self.backend = backend
