@@ -7,6 +7,9 @@
         model.safetensors    weights (no pickle)
         train_state.pt       optimiser, schedule, RNG and data-order state (torch.load(weights_only=True))
         meta.json            format_version, epoch, step in epoch, global step, sha256 of model.safetensors
+      latent_stats.jsonl     one JSON line per epoch: epoch, mu_mean, mu_std, sigma_mean (Gaussian posteriors
+                             only), kl_per_dim, each a list of latent_dim floats (see jetgen.train.trainer)
+      ddp.json               distributed runs only: world_size, backend, per-rank parameter checksums, identical
       plots/                 PNG pictures written by training and eval
 """
 import csv
