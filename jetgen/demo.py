@@ -87,8 +87,9 @@ def main(argv=None):
     step = Step(log)
     t_start = time.time()
 
+    # 1500 training digits give few steps per epoch at batch 128: smaller batches, a larger lr
     step("train", ["train", "cvae", "--data", "digits", "--epochs", args.epochs, "--latent-dim", 10,
-                   "--seed", args.seed, "--out", run, "--quiet"])
+                   "--batch-size", 32, "--lr", 3e-3, "--seed", args.seed, "--out", run, "--quiet"])
     metrics, _ = step("evaluate", ["eval", run, "--json", "--out", os.path.join(out, "eval")], capture_json=True)
     step("export", ["export", run, "--target", "nano", "--out", bundle])
     check, check_rc = step("check", ["check", bundle, "--target", "nano", "--json"], capture_json=True)
