@@ -55,7 +55,7 @@ def test_info_text_and_json(bundles, tmp_path):
 def test_sample_png_and_npy(bundles, tmp_path):
     ok("sample", bundles["vae"], "--n", 10, "--seed", 1, "--out", tmp_path / "g.png")
     grid = read_png(str(tmp_path / "g.png"))
-    assert grid.shape == (2 * 10 + 2, 8 * 10 + 2)  # two rows of up to 8, 8x8 images, 2-pixel borders
+    assert grid.shape == (2 * (2 * 10 + 2), 2 * (8 * 10 + 2))  # two rows of up to 8, 8x8 images, borders, 2x
     ok("sample", bundles["vae"], "--n", 5, "--seed", 1, "--out", tmp_path / "x.npy")
     x = np.load(str(tmp_path / "x.npy"))
     assert x.dtype == np.float32 and x.shape == (5, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
@@ -67,7 +67,7 @@ def test_sample_labels(bundles, tmp_path):
     ok("sample", bundles["cvae"], "--labels", "all", "--n", 12, "--out", tmp_path / "all.npy", "--seed", 0)
     assert np.load(str(tmp_path / "all.npy")).shape == (12, 1, 8, 8)  # 4 per label
     ok("sample", bundles["cvae"], "--labels", "all", "--out", tmp_path / "all.png")
-    assert read_png(str(tmp_path / "all.png")).shape == (3 * 10 + 2, 8 * 10 + 2)  # one row per label
+    assert read_png(str(tmp_path / "all.png")).shape == (2 * (3 * 10 + 2), 2 * (8 * 10 + 2))  # a row per label
     ok("sample", bundles["cvae"], "--label", 2, "--n", 3, "--out", tmp_path / "two.npy")
     result = run("sample", bundles["cvae"], "--n", 3, "--out", tmp_path / "none.npy")
     assert result.exit_code == 1 and "give --label" in result.output and "Traceback" not in result.output
@@ -84,7 +84,7 @@ def test_interpolate(bundles, tmp_path):
     data = json.loads(ok("interpolate", bundles["ad"], "--from", tmp_path / "za.npy", "--to", tmp_path / "xb.png",
                          "--steps", 4, "--out", tmp_path / "strip.png", "--json").stdout)
     assert len(data["latents"]) == 4 and data["latents"][0] == [0.0] * 4
-    assert read_png(str(tmp_path / "strip.png")).shape == (12, 4 * 10 + 2)
+    assert read_png(str(tmp_path / "strip.png")).shape == (2 * 12, 2 * (4 * 10 + 2))
     ok("sample", bundles["vae"], "--n", 5, "--seed", 3, "--out", tmp_path / "five.npy")
     five = np.load(str(tmp_path / "five.npy"))
     ok("interpolate", bundles["vae"], "--from", str(tmp_path / "five.npy") + ":0", "--to",
@@ -122,6 +122,22 @@ def test_complete_infers_labels(bundles, tmp_path):
               "--out", tmp_path / "y.png", "--steps", 150).output
     assert "label 1 (inferred)" in text
     assert load_images(str(tmp_path / "y.png"), (1, 8, 8)).shape == (1, 1, 8, 8)
+
+
+def test_complete_png_shows_masked_completed_and_original_rows(tmp_path):
+    from jetgen.runtime.images import completion_sheet
+
+    x = np.random.RandomState(0).uniform(size=(3, 1, 8, 8)).astype(np.float32)
+    mask = np.ones_like(x)
+    mask[:, :, 4:] = 0
+    done = np.full_like(x, 0.5)
+    sheet = completion_sheet(x, mask, done, columns=4)
+    assert sheet.shape == (12, 1, 8, 8)  # 3 rows of 4 columns, the last column blank
+    np.testing.assert_allclose(sheet[0, :, :4], x[0, :, :4])
+    np.testing.assert_allclose(sheet[0, :, 4:], 0.35)  # hidden pixels drawn grey
+    np.testing.assert_allclose(sheet[4], done[0])
+    np.testing.assert_allclose(sheet[8], x[0])
+    assert not sheet[3].any() and not sheet[11].any()
     np.save(str(tmp_path / "y.npy"), np.array([1]))
     data = json.loads(ok("complete", bundles["cvae"], "--input", tmp_path / "x.png", "--mask-region", "top-half",
                          "--labels", tmp_path / "y.npy", "--steps", 10, "--out", tmp_path / "z.npy", "--json").stdout)

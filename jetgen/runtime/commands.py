@@ -13,8 +13,8 @@ import numpy as np
 from jetgen.errors import JetgenError
 from jetgen.runtime.backends import BACKENDS
 from jetgen.runtime.bundle import Bundle
-from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, load_images, load_mask, load_npy, region_mask,
-                                   save_outputs)
+from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask, load_npy,
+                                   region_mask, save_outputs)
 from jetgen.runtime.model import INITS, PRECISIONS, Model
 
 MAX_SIDECAR_BYTES = 1 << 20
@@ -313,6 +313,9 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_path, ste
              backend, precision, device, threads, as_json):
     """Fill in the hidden part of inputs by optimising their latents; report the loss reached.
 
+    A .png output shows, per group of up to 8 inputs, the masked inputs, the completions and the
+    originals in three rows; a .npy output holds the completed inputs (n, C, H, W).
+
     A conditional model given no label tries every label and keeps the best per input.
     """
     check_out(out)
@@ -332,7 +335,12 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_path, ste
         inferred = model.conditional and labels is None
         result = model.complete(x, mask, labels="infer" if inferred else labels, steps=steps, lr=lr, tol=tol,
                                 init=init, seed=seed)
-        save_outputs(out, result.x)
+        if out.lower().endswith(".png") and len(x) > 1:
+            # a picture for people: masked inputs, completions and originals in matching columns
+            columns = min(GRID_COLUMNS, len(x))
+            save_outputs(out, completion_sheet(x, mask, result.x, columns), columns)
+        else:
+            save_outputs(out, result.x)
     report = {"out": out, "n": len(x), "steps": result.steps, "loss_start": result.history[0].tolist(),
               "loss": result.loss.tolist(), "nll": result.nll.tolist(),
               "labels": None if result.labels is None else result.labels.tolist(), "labels_inferred": inferred}

@@ -140,13 +140,16 @@ def read_png(path):
 
 
 # -- arrays <-> files ----------------------------------------------------------------------------
-def grid(x, columns=GRID_COLUMNS, pad=2):
+def grid(x, columns=GRID_COLUMNS, pad=2, scale=None):
     """uint8 image tiling (n, C, H, W) in [0, 1] in rows of ``columns``; grey for C=1, RGB for C=3.
 
-    One image is written as itself (no border), so it can be read back as an input.
+    One image is written as itself (no border, no scaling), so it can be read back as an input.
+    Several are enlarged ``scale`` times (default: 2 for images smaller than 64 pixels a side).
     """
     x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
     n, c, h, w = x.shape
+    if scale is None:
+        scale = 2 if max(h, w) < 64 else 1
     if n == 1:
         pad = 0
     if c not in (1, 3):
@@ -158,6 +161,8 @@ def grid(x, columns=GRID_COLUMNS, pad=2):
         r, k = divmod(i, columns)
         canvas[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + k * (w + pad):pad + k * (w + pad) + w] = x[i]
     pixels = np.round(canvas * 255.0).astype(np.uint8)
+    if n > 1 and scale > 1:  # small images are easier to look at enlarged (nearest neighbour)
+        pixels = pixels.repeat(scale, axis=1).repeat(scale, axis=2)
     return pixels[0] if c == 1 else np.transpose(pixels, (1, 2, 0))
 
 
@@ -173,6 +178,22 @@ def save_outputs(path, x, columns=GRID_COLUMNS):
         write_png(path, grid(x, columns))
     else:
         raise JetgenError("Cannot write {}: the output must end in .png or .npy.".format(path))
+
+
+def completion_sheet(x, mask, completed, columns=GRID_COLUMNS, hidden_grey=0.35):
+    """Images (m, C, H, W) to draw as a grid of ``columns``: for each group of up to ``columns``
+    inputs, a row of the masked inputs (hidden pixels grey), a row of the completions and a row of the
+    original inputs, so a person can compare them column by column."""
+    x, completed = np.asarray(x, np.float32), np.asarray(completed, np.float32)
+    mask = np.broadcast_to(np.asarray(mask, np.float32), x.shape)
+    shown = x * mask + (1.0 - mask) * hidden_grey
+    blank = np.zeros_like(x[:1])
+    rows = []
+    for start in range(0, len(x), columns):
+        for block in (shown, completed, x):
+            part = block[start:start + columns]
+            rows.append(np.concatenate([part] + [blank] * (columns - len(part))) if len(part) < columns else part)
+    return np.concatenate(rows)
 
 
 def load_npy(path):
