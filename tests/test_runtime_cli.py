@@ -123,21 +123,6 @@ def test_complete_infers_labels(bundles, tmp_path):
     assert "label 1 (inferred)" in text
     assert load_images(str(tmp_path / "y.png"), (1, 8, 8)).shape == (1, 1, 8, 8)
 
-
-def test_complete_png_shows_masked_completed_and_original_rows(tmp_path):
-    from jetgen.runtime.images import completion_sheet
-
-    x = np.random.RandomState(0).uniform(size=(3, 1, 8, 8)).astype(np.float32)
-    mask = np.ones_like(x)
-    mask[:, :, 4:] = 0
-    done = np.full_like(x, 0.5)
-    sheet = completion_sheet(x, mask, done, columns=4)
-    assert sheet.shape == (12, 1, 8, 8)  # 3 rows of 4 columns, the last column blank
-    np.testing.assert_allclose(sheet[0, :, :4], x[0, :, :4])
-    np.testing.assert_allclose(sheet[0, :, 4:], 0.35)  # hidden pixels drawn grey
-    np.testing.assert_allclose(sheet[4], done[0])
-    np.testing.assert_allclose(sheet[8], x[0])
-    assert not sheet[3].any() and not sheet[11].any()
     np.save(str(tmp_path / "y.npy"), np.array([1]))
     data = json.loads(ok("complete", bundles["cvae"], "--input", tmp_path / "x.png", "--mask-region", "top-half",
                          "--labels", tmp_path / "y.npy", "--steps", 10, "--out", tmp_path / "z.npy", "--json").stdout)
@@ -166,3 +151,19 @@ def test_errors_are_one_sentence(bundles, tmp_path):
                  "--out", tmp_path / "o.npy")
     assert result.exit_code == 1 and "Cannot read" in result.output
     assert not os.path.exists(str(tmp_path / "s.npy"))
+
+
+def test_complete_png_shows_masked_completed_and_original_rows(tmp_path):
+    from jetgen.runtime.images import completion_sheet
+
+    x = np.random.RandomState(0).uniform(size=(3, 1, 8, 8)).astype(np.float32)
+    mask = np.ones_like(x)
+    mask[:, :, 4:] = 0
+    done = np.full_like(x, 0.5)
+    sheet = completion_sheet(x, mask, done, columns=4)
+    assert sheet.shape == (12, 1, 8, 8)  # 3 rows of 4 columns, the last column blank
+    np.testing.assert_allclose(sheet[0, :, :4], x[0, :, :4])
+    np.testing.assert_allclose(sheet[0, :, 4:], 0.35)  # hidden pixels drawn grey
+    np.testing.assert_allclose(sheet[4], done[0])
+    np.testing.assert_allclose(sheet[8], x[0])
+    assert not sheet[3].any() and not sheet[11].any()
