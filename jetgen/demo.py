@@ -106,9 +106,11 @@ def main(argv=None):
 
     step("sample", ["sample", bundle, "--n", 80, "--labels", "all", "--seed", 0,
                     "--out", os.path.join(out, "samples.png")], torch_free=True)
-    step("interpolate", ["interpolate", bundle, "--from", os.path.join(out, "test_digits.npy") + ":0",
-                         "--to", os.path.join(out, "test_digits.npy") + ":1", "--steps", 10,
-                         "--out", os.path.join(out, "interpolation.png")], torch_free=True)
+    # the style of test digit 0 to that of test digit 1 (encoder means), drawn as each label's digit
+    for label in (int(labels[0]), 5):
+        step("interpolate", ["interpolate", bundle, "--from", os.path.join(out, "test_digits.npy") + ":0",
+                             "--to", os.path.join(out, "test_digits.npy") + ":1", "--steps", 10, "--label", label,
+                             "--out", os.path.join(out, "interpolation_label{}.png".format(label))], torch_free=True)
     completion, _ = step("complete", ["complete", bundle, "--input", os.path.join(out, "test_digits.npy"),
                                       "--mask-region", "bottom-half", "--labels", os.path.join(out, "test_labels.npy"),
                                       "--seed", 0, "--out", os.path.join(out, "completed.npy"), "--json"],
