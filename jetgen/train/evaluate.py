@@ -1,0 +1,179 @@
+"""Evaluate a trained run: numbers into ``RUN/eval.json``, pictures into ``RUN/plots/``.
+
+What is computed per model kind (all NLLs in nats/image on the test split):
+
+| key | vae / cvae | vad | ad |
+|---|---|---|---|
+| neg_elbo, recon, kl, kl_per_dim | encoder q | q fitted per test image by inference | recon only: NLL at the inferred z |
+| iwae_nll (k = iw_samples) | encoder q | same fitted q (every family, exact log q) | - |
+| active_units, latent_variance | encoder means | inferred means | inferred latents |
+| recon_before, recon_after | - | squared-error sum at init / after inference | same |
+| cond_accuracy, classifier_accuracy | cvae only | - | - |
+| baseline_nll | factorised per-pixel model on the same split | same | same |
+
+recon_before / recon_after are squared-error sums per image of the decoded mean image (see
+``metrics.reconstruction_error`` for why not BCE). ``--out DIR`` puts eval.json and the pictures in DIR
+and leaves the run directory untouched.
+"""
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from jetgen.atomic import atomic_write_json
+from jetgen.errors import JetgenError
+
+INFERENCE_STEPS = 100
+INFERENCE_LR = 5e-2
+INFERENCE_CHUNK = 500  # test images optimised together; independent problems, so only memory changes
+EVAL_FILE = "eval.json"
+
+
+def load_run_data(config):
+    """The data set a run was trained on, from its config (data, data_dir, image_size, seed)."""
+    from jetgen.train.data import load_dataset
+
+    return load_dataset(config.get("data", "digits"), config.get("data_dir"), False,
+                        int(config.get("image_size", 28)), seed=int(config.get("seed", 0)))
+
+
+def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
+                 inference_steps=INFERENCE_STEPS, inference_lr=INFERENCE_LR):
+    """Evaluate the run in ``run_dir`` on its test split and return the numbers as a dict.
+
+    Writes ``eval.json`` and, with ``pictures``, PNG files into ``out_dir``; without ``out_dir`` they
+    go to ``RUN/eval.json`` and ``RUN/plots/``, so with it the run directory is left untouched.
+    The dict's ``pictures`` entry lists the PNG paths. ``inference_steps`` / ``inference_lr`` drive test-time
+    inference for ad and vad. Raises JetgenError when the run, its checkpoint or its data cannot be used.
+    """
+    from jetgen.models.inference import infer_latents, infer_params
+    from jetgen.train import metrics
+    from jetgen.train.rundir import load_run
+
+    if iw_samples < 1:
+        raise JetgenError("--iw-samples must be at least 1, got {}.".format(iw_samples))
+    started = time.time()
+    run = load_run(run_dir)
+    model, config = run.model, run.config
+    data = load_run_data(config)
+    if tuple(data.image_shape) != tuple(model.image_shape):
+        raise JetgenError("The data set {} now gives images of shape {} but the run was trained on {}; point "
+                          "the run at the data it was trained on.".format(data.name, data.image_shape,
+                                                                          model.image_shape))
+    if len(data.test_x) < 2:
+        raise JetgenError("The data set {} has {} test images; evaluation needs at least 2.".format(
+            data.name, len(data.test_x)))
+    x, labels = data.test_x, data.test_y
+    y = F.one_hot(labels, model.num_classes).float() if model.conditional else None
+    kind, dim = model.kind, model.latent_dim
+    result = {"model": kind, "latent_dim": dim, "family": model.family.name, "likelihood": model.likelihood,
+              "run": os.path.abspath(run_dir), "checkpoint_sha256": run.checkpoint_sha256,
+              "epoch": run.meta.get("epoch"), "data": data.name, "test_images": int(len(x)),
+              "iw_samples": int(iw_samples), "seed": int(seed)}
+    result["baseline_nll"] = metrics.baseline_nll(data.train_x, x, model.likelihood, model.sigma)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if model.has_encoder:
+            params = metrics.posterior_params(model, x, y)
+            means, z_start = params[:, :dim], None
+        else:
+            result.update(inference_steps=int(inference_steps), inference_lr=float(inference_lr),
+                          recon_metric=metrics.RECON_METRIC)
+            infer = infer_params if kind == "vad" else infer_latents
+            start = _in_chunks(infer, model, x, steps=0, seed=seed)
+            found = _in_chunks(infer, model, x, steps=inference_steps, lr=inference_lr, seed=seed)
+            if kind == "vad":
+                params, z_start, means = found, model.family.mean(start), model.family.mean(found)
+            else:
+                params, z_start, means = None, start, found
+                with torch.no_grad():
+                    result["recon"] = float(model.nll(model.decode_logits(means), x).mean())
+            result["recon_before"] = float(metrics.reconstruction_error(model, x, z_start).mean())
+            result["recon_after"] = float(metrics.reconstruction_error(model, x, means).mean())
+        if params is not None:
+            result.update(metrics.neg_elbo(model, x, y, params=params, seed=seed))
+            result["iwae_nll"] = metrics.iwae_nll(model, x, y, params=params, k=iw_samples, seed=seed)
+        result["active_units"], result["latent_variance"] = metrics.active_units(means)
+        if kind == "cvae":
+            acc, clf_acc, per_label = metrics.conditional_accuracy(model, data.train_x, data.train_y, x, labels,
+                                                                   seed=seed)
+            result.update(cond_accuracy=acc, classifier_accuracy=clf_acc, cond_accuracy_per_label=per_label)
+        if pictures:
+            out = out_dir or os.path.join(run_dir, "plots")
+            result["pictures"] = _pictures(run, data, x, labels, y, means, z_start, out, seed)
+    result["eval_seconds"] = round(time.time() - started, 2)
+    result["eval_file"] = os.path.abspath(os.path.join(out_dir or run_dir, EVAL_FILE))
+    atomic_write_json(result["eval_file"], result)
+    return result
+
+
+def _in_chunks(infer, model, x, seed, chunk=INFERENCE_CHUNK, **kw):
+    """Run ``infer`` on ``chunk`` test images at a time (bounded memory; chunk i uses seed + i)."""
+    parts = [infer(model, x[start:start + chunk], seed=seed + i, **kw)
+             for i, start in enumerate(range(0, len(x), chunk))]
+    return torch.cat(parts)
+
+
+def _pictures(run, data, x, labels, y, means, z_start, out, seed):
+    from jetgen.train import plots
+    from jetgen.train.rundir import read_metrics
+
+    model, kind = run.model, run.model.kind
+    name = "{} ({}, {}-D latent, epoch {})".format(os.path.basename(os.path.abspath(run.path)), kind,
+                                                   model.latent_dim, run.meta.get("epoch"))
+    written = []
+
+    def keep(path):
+        if path:
+            written.append(os.path.abspath(path))
+
+    os.makedirs(out, exist_ok=True)
+    keep(plots.plot_curves(read_metrics(run.path), os.path.join(out, "curves.png"), "training curves: " + name))
+    stats = plots.read_latent_stats(os.path.join(run.path, "latent_stats.jsonl"))
+    keep(plots.plot_latent_stats(stats, os.path.join(out, "latent_stats.png")))
+
+    n = min(20, len(x))
+    yn = None if y is None else y[:n]
+    with torch.no_grad():
+        recon = model.decode(means[:n], yn)
+        if z_start is None:
+            keep(plots.plot_reconstructions(x[:n], recon, os.path.join(out, "reconstructions.png"),
+                                            title="test images over their reconstructions (encoder mean)"))
+        else:
+            before = model.decode(z_start[:n], yn)
+            rows, row_labels = [], []
+            for s in range(0, n, 10):
+                rows += [x[s:s + 10], before[s:s + 10], recon[s:s + 10]]
+                row_labels += ["original", "initial latent", "after inference"]
+            keep(plots.plot_image_grid(rows, os.path.join(out, "reconstructions.png"), row_labels=row_labels,
+                                       title="test images, decoded before and after test-time inference"))
+
+        gen = torch.Generator().manual_seed(seed)
+        if model.conditional:
+            per = 10
+            lab = torch.arange(model.num_classes).repeat_interleave(per)
+            z = model.prior_sample(len(lab), generator=gen)
+            images = model.decode(z, F.one_hot(lab, model.num_classes).float())
+            keep(plots.plot_samples(images, os.path.join(out, "samples.png"), row_labels=data.classes,
+                                    title="samples from the prior, one row per label"))
+        else:
+            images = model.decode(model.prior_sample(80, generator=gen))
+            keep(plots.plot_samples(images, os.path.join(out, "samples.png"),
+                                    title="samples from the {} prior".format(model.family.name)))
+
+        if model.latent_dim == 2:
+            keep(plots.plot_manifold(model, os.path.join(out, "manifold.png")))
+    keep(plots.plot_embedding(means, labels, os.path.join(out, "tsne.png"), data.classes, seed=seed,
+                              title="test latents ({}), coloured by label".format(
+                                  "encoder means" if z_start is None else "inferred")))
+    # two test images with different labels, so the strip crosses classes
+    other = int((labels != labels[0]).nonzero()[0]) if bool((labels != labels[0]).any()) else 1
+    ya = yb = None
+    if y is not None:
+        ya, yb = y[0], y[other]
+    keep(plots.plot_interpolation(model, means[0], means[other], os.path.join(out, "interpolation.png"), ya, yb,
+                                  title="interpolation between test images {} and {} ({})".format(
+                                      0, other, "encoder means" if z_start is None else "inferred latents")))
+    return written
