@@ -32,8 +32,9 @@ import pytest
 RUN_PRESETS = {
     # test neg-ELBO ~0.82 of the per-pixel Bernoulli baseline (quality floor 0.85)
     "vae": ("vae", "--arch", "mlp", "--latent-dim", "10", "--epochs", "8", "--batch-size", "32", "--lr", "3e-3"),
-    # samples classified as their label ~0.93 of the time by a logistic regression on 28x28 digits
-    "cvae": ("cvae", "--arch", "mlp", "--latent-dim", "10", "--epochs", "20", "--batch-size", "32", "--lr", "3e-3"),
+    # samples classified as their label ~0.96 of the time by a logistic regression on 28x28 digits
+    # (20 epochs gave 0.93: too close to the 0.90 floor)
+    "cvae": ("cvae", "--arch", "mlp", "--latent-dim", "10", "--epochs", "30", "--batch-size", "32", "--lr", "3e-3"),
     "ad": ("ad", "--arch", "dcgan", "--channels", "64,32,16", "--latent-dim", "16", "--epochs", "10",
            "--batch-size", "32", "--lr", "3e-3"),
     "vad": ("vad", "--arch", "dcgan", "--channels", "64,32,16", "--latent-dim", "16", "--epochs", "10",
