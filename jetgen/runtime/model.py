@@ -58,11 +58,14 @@ def _is_int(value):
 
 
 def _float_array(value, what):
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise JetgenError("The {} is not an array of numbers.".format(what))
-    if not np.all(np.isfinite(arr)):
+    if isinstance(value, np.ndarray) and value.dtype in (np.float32, np.float64):
+        arr = value  # no copy on the hot path (decode of a float32 batch)
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise JetgenError("The {} is not an array of numbers.".format(what))
+    if not np.isfinite(arr).all():
         raise JetgenError("The {} holds NaN or infinite values; give finite numbers.".format(what))
     return arr
 
@@ -97,6 +100,7 @@ class Model(object):
         self.backend_options = dict(backend_options or {})
         self._sessions = {}
         self._prior = prior_from_manifest(bundle.model["prior"])
+        self._eye = np.eye(len(bundle.model.get("labels") or []), dtype=np.float32)
 
     @classmethod
     def open(cls, bundle, backend="ort", precision=None, device=None, **backend_options):
@@ -182,6 +186,8 @@ class Model(object):
             raise JetgenError("Nothing to run: the batch is empty.")
         size = hi or max(n, lo)
         session = self.session(graph)
+        if lo <= n <= size:  # one chunk that fits: no slicing, padding or concatenation
+            return session.run(dict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items()))
         parts = []
         for start in range(0, n, size):
             chunk = dict((k, np.ascontiguousarray(v[start:start + size], dtype=np.float32)) for k, v in feeds.items())
@@ -208,6 +214,8 @@ class Model(object):
         if labels is None:
             raise JetgenError("This model is conditional: give labels (integers 0 to {}, or names {}).".format(
                 k - 1, ", ".join(self.labels)))
+        if _is_int(labels) and 0 <= labels < k:  # the common case, without building arrays
+            return np.repeat(self._eye[labels:labels + 1], n, axis=0), np.full(n, int(labels), dtype=np.int64)
         if isinstance(labels, str) or _is_int(labels):
             labels = [labels]
         values = list(labels) if not isinstance(labels, np.ndarray) else labels
@@ -231,7 +239,7 @@ class Model(object):
                 bad = arr[(arr < 0) | (arr >= k)][0]
                 raise JetgenError("Label {} is out of range; this model has labels 0 to {}.".format(int(bad), k - 1))
             ints = arr.astype(np.int64)
-            onehot = np.eye(k)[ints]
+            onehot = self._eye[ints]
         else:
             raise JetgenError("Labels must be an int, a list of ints, or one-hot rows.")
         if len(onehot) == 1 and n != 1:

@@ -150,7 +150,7 @@ class OrtSession(object):
     def run(self, feeds):
         """Outputs by name (float32 arrays) for ``feeds``; JetgenError on a wrong feed."""
         self.check_feeds(feeds)
-        feeds = dict((k, np.ascontiguousarray(v)) for k, v in feeds.items())
+        feeds = dict((k, v if v.flags.c_contiguous else np.ascontiguousarray(v)) for k, v in feeds.items())
         if self._binding:
             binding = self._session.io_binding()
             for name, value in feeds.items():
@@ -161,7 +161,7 @@ class OrtSession(object):
             values = binding.copy_outputs_to_cpu()
         else:
             values = self._session.run(self.output_names, feeds)
-        return dict((n, np.asarray(v, dtype=np.float32)) for n, v in zip(self.output_names, values))
+        return dict((n, v if v.dtype == np.float32 else v.astype(np.float32)) for n, v in zip(self.output_names, values))
 
     def close(self):
         self._session = None
