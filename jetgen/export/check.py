@@ -15,7 +15,6 @@ A report is a plain dict (JSON-ready):
 ``{"severity": "error"|"warning"|"info", "graph", "where", "what", "fix"}``. Deployable means no
 finding is an error.
 """
-import hashlib
 import json
 import os
 import textwrap
@@ -24,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from jetgen.digest import sha256_file
 from jetgen.errors import JetgenError
 from jetgen.export import trt_support
 from jetgen.runtime.targets import get_target, trt_major_minor
@@ -585,7 +585,7 @@ def _check_bundle(bundle_dir, row, precision, max_batch):
                               "re-export the bundle.".format(fname, name))
         expected = entry.get("sha256")
         if isinstance(expected, str) and len(expected) == 64:
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != expected.lower():
                 findings.append(finding("error", name, fname, "sha256 differs from the manifest (file "
                                         "changed or corrupt)", "re-export the bundle"))
@@ -608,14 +608,6 @@ def _check_bundle(bundle_dir, row, precision, max_batch):
         findings.extend(graph_findings)
         memories[name] = mem
     return findings, memories
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- presentation -------------------------------------------------------------------------------

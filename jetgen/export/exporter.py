@@ -138,16 +138,11 @@ def _prior(model):
 
 
 def sample_prior(prior, n, rng):
-    """numpy draws (n, D) float32 from a manifest prior spec."""
-    p = prior["params"]
-    if prior["family"] == "gaussian":
-        mean, std = np.asarray(p["mean"]), np.asarray(p["std"])
-        return (mean + std * rng.standard_normal((n, len(mean)))).astype(np.float32)
-    if prior["family"] == "exponential":
-        rate = np.asarray(p["rate"])
-        return (-np.log(np.clip(rng.random_sample((n, len(rate))), 1e-6, 1.0)) / rate).astype(np.float32)
-    low, high = np.asarray(p["low"]), np.asarray(p["high"])
-    return (low + (high - low) * rng.random_sample((n, len(low)))).astype(np.float32)
+    """numpy draws (n, D) float32 from a manifest prior spec: the runtime's own sampler, so parity
+    and calibration data come from exactly the distribution the device samples."""
+    from jetgen.runtime.priors import prior_from_manifest
+
+    return prior_from_manifest(prior).sample(n, 1.0, rng)
 
 
 def _one_hot(labels, k):
@@ -362,7 +357,7 @@ def _write_graph(ctx, graph, proto, directory, precision, parity):
     from jetgen.atomic import atomic_write_bytes
     from jetgen.export import onnx_tools
     from jetgen.export.graphs import interface_shapes
-    from jetgen.train.rundir import sha256_file
+    from jetgen.digest import sha256_file
 
     fname = graph + ".onnx"
     path = os.path.join(directory, fname)
@@ -475,44 +470,22 @@ class _DecoderAsModel(object):
 def _conditional_accuracy(ctx, decode, per_class=100):
     """Share of prior samples decoded with label k that a logistic regression trained on real training
     images classifies as k, for fp32 and the reduced precision."""
+    from jetgen.train.metrics import conditional_accuracy, fit_digit_classifier
+
     d = ctx.data
-    values = {}
-    try:
-        from jetgen.train.metrics import conditional_accuracy, fit_digit_classifier
-    except ImportError:
-        conditional_accuracy = fit_digit_classifier = None
-    if conditional_accuracy is not None:
-        key = (d.name, tuple(d.train_x.shape), float(d.train_x.sum()))
-        clf = _CLASSIFIERS.get(key)
-        if clf is None:
-            clf = fit_digit_classifier(d.train_x, d.train_y)
-            _remember(_CLASSIFIERS, key, clf)
-        for which in ("fp32", "reduced"):
-            values[which] = conditional_accuracy(_DecoderAsModel(ctx.model, decode, which), d.train_x, d.train_y,
-                                                 d.test_x, d.test_y, per_class=per_class, classifier=clf)[0]
-        real = float((clf.predict(d.test_x.numpy().reshape(len(d.test_x), -1)) == d.test_y.numpy()).mean())
-    else:
-        values, real = _own_conditional_accuracy(ctx, decode, per_class)
+    key = (d.name, tuple(d.train_x.shape), float(d.train_x.sum()))
+    clf = _CLASSIFIERS.get(key)
+    if clf is None:
+        clf = fit_digit_classifier(d.train_x, d.train_y)
+        _remember(_CLASSIFIERS, key, clf)
+    values, real = {}, None
+    for which in ("fp32", "reduced"):
+        values[which], real, _ = conditional_accuracy(_DecoderAsModel(ctx.model, decode, which), d.train_x,
+                                                      d.train_y, d.test_x, d.test_y, per_class=per_class,
+                                                      classifier=clf)
     row = _row(ctx, values, "share of label-conditioned samples classified as their label")
     row["classifier_test_accuracy"] = real
     return row
-
-
-def _own_conditional_accuracy(ctx, decode, per_class):
-    from sklearn.linear_model import LogisticRegression
-
-    d = ctx.data
-    clf = LogisticRegression(max_iter=3000, random_state=0)
-    clf.fit(d.train_x.numpy().reshape(len(d.train_x), -1), d.train_y.numpy())
-    k = ctx.model.num_classes
-    labels = np.repeat(np.arange(k), per_class)
-    z = sample_prior(ctx.prior, len(labels), np.random.RandomState(0))
-    values = {}
-    for which in ("fp32", "reduced"):
-        images = decode(which, z, _one_hot(labels, k))
-        values[which] = float((clf.predict(images.reshape(len(images), -1)) == labels).mean())
-    real = float((clf.predict(d.test_x.numpy().reshape(len(d.test_x), -1)) == d.test_y.numpy()).mean())
-    return values, real
 
 
 # ------------------------------------------------------------------- manifest

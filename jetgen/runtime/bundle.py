@@ -9,10 +9,10 @@ plain file names inside the bundle, sizes and hashes checked before a graph is l
 names and shapes as the format fixes them. Nothing is ever unpickled. Every problem raises
 ``JetgenError`` with a sentence. Standard library only, Python 3.6 compatible.
 """
-import hashlib
 import json
 import os
 
+from jetgen.digest import sha256_file  # noqa: F401  (re-exported: part of this module's API)
 from jetgen.errors import JetgenError
 
 FORMAT = "jetgen-bundle"
@@ -22,18 +22,6 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # a manifest is a few kB; refuse to parse
 KINDS = ("vae", "cvae", "ad", "vad")
 GRAPHS = ("decoder", "encoder", "latent_grad")
 PRIOR_PARAMS = {"gaussian": ("mean", "std"), "exponential": ("rate",), "uniform": ("low", "high")}
-
-
-def sha256_file(path, chunk=1 << 20):
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_file_name(name, where):

@@ -17,6 +17,7 @@ import os
 import re
 
 from jetgen.atomic import atomic_write_bytes, atomic_write_json
+from jetgen.digest import sha256_file
 
 CACHE_FORMAT = 1
 ENGINES_DIR = "engines"
@@ -53,12 +54,6 @@ def sidecar_path(path):
     return os.path.splitext(path)[0] + ".json"
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _batch_text(fields):

@@ -7,11 +7,11 @@ TensorRT version needs comes from jetgen.runtime.trt_api; the decisions (shapes,
 are plain functions tested without TensorRT. Python 3.6 compatible; tensorrt is imported only
 inside functions (the ``TYPE_CHECKING`` import only feeds mypy, see mypy-trt.ini).
 """
-import hashlib
 import os
 import time
 from typing import TYPE_CHECKING
 
+from jetgen.digest import sha256_file
 from jetgen.errors import JetgenError
 from jetgen.runtime import engine_cache, precision as precision_mod, trt_api
 from jetgen.runtime.targets import TARGETS
@@ -46,8 +46,7 @@ def graph_name_of(onnx_path):
 
 def onnx_sha256(onnx_path, graph=None):
     """The file's sha256; JetgenError when the manifest entry ``graph`` records a different one."""
-    with open(str(onnx_path), "rb") as handle:
-        digest = hashlib.sha256(handle.read()).hexdigest()
+    digest = sha256_file(onnx_path)
     expected = (graph or {}).get("sha256")
     if expected and expected != digest:
         raise JetgenError("{} does not match the sha256 in manifest.json; the bundle is damaged or was "

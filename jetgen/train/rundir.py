@@ -13,23 +13,15 @@
       plots/                 PNG pictures written by training and eval
 """
 import csv
-import hashlib
 import json
 import os
 
 from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text
+from jetgen.digest import sha256_file  # noqa: F401  (re-exported for callers of this module)
 from jetgen.errors import JetgenError
 
 RUN_FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoint"
-
-
-def sha256_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_config(run_dir, config):
