@@ -230,6 +230,16 @@ def test_fp16_quality(bundles):
     assert manifest["graphs"]["decoder"]["bytes"] < 0.7 * fp32_bytes
 
 
+def test_fp16_auto_decoder_quality_on_the_test_split(run_factory, tmp_path):
+    manifest = exporter.export_run(run_factory("ad"), "xavier", str(tmp_path / "ad-fp16.jetgen"), precision="fp16")
+    quality = manifest["quality"]
+    recon = quality["recon_error"]
+    assert "test image" in recon["unit"] and "test split" in quality["data"]
+    assert recon["fp32"] < 15  # latents found for unseen digits reconstruct them (the mean image scores ~37)
+    assert abs(recon["delta"]) < 0.01 * recon["fp32"]
+    assert quality["max_decode_error"] < 1e-2
+
+
 def test_int8_keeps_conditional_accuracy(run_factory, tmp_path):
     run = run_factory("cvae")
     manifest = exporter.export_run(run, "orin", str(tmp_path / "cvae-int8.jetgen"), precision="int8",
