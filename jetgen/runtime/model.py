@@ -174,8 +174,11 @@ class Model(object):
         self.close()
         return False
 
-    def run(self, graph, feeds):
-        """Run ``graph`` on float32 feeds of any batch size, in chunks that fit its batch range."""
+    def run(self, graph, feeds, validate=True):
+        """Run ``graph`` on float32 feeds of any batch size, in chunks that fit its batch range.
+
+        The backend checks the feeds' names, shapes and batch unless ``validate`` is false, which this
+        class's own methods pass because they checked their inputs already (batch-1 decode is hot)."""
         if not self.bundle.has(graph):
             what = {"encoder": "an encoder", "latent_grad": "a latent_grad graph"}.get(graph, graph)
             raise JetgenError("This bundle ({}) has no {}; re-export it with one.".format(self.kind, what))
@@ -187,14 +190,15 @@ class Model(object):
         size = hi or max(n, lo)
         session = self.session(graph)
         if lo <= n <= size:  # one chunk that fits: no slicing, padding or concatenation
-            return session.run(dict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items()))
+                return session.run(dict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items()),
+                               validate=validate)
         parts = []
         for start in range(0, n, size):
             chunk = dict((k, np.ascontiguousarray(v[start:start + size], dtype=np.float32)) for k, v in feeds.items())
             rows = len(next(iter(chunk.values())))
             if rows < lo:  # pad with copies of the last row; the extra outputs are dropped
                 chunk = dict((k, np.concatenate([v, np.repeat(v[-1:], lo - rows, axis=0)])) for k, v in chunk.items())
-            out = session.run(chunk)
+            out = session.run(chunk, validate=validate)
             parts.append(dict((k, v[:rows]) for k, v in out.items()))
         return dict((k, np.concatenate([p[k] for p in parts])) for k in parts[0])
 
@@ -216,6 +220,13 @@ class Model(object):
                 k - 1, ", ".join(self.labels)))
         if _is_int(labels) and 0 <= labels < k:  # the common case, without building arrays
             return np.repeat(self._eye[labels:labels + 1], n, axis=0), np.full(n, int(labels), dtype=np.int64)
+        if isinstance(labels, (list, tuple)) and labels and all(_is_int(v) for v in labels):
+            labels = np.asarray(labels, dtype=np.int64)
+        if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu" and labels.size:
+            if labels.min() < 0 or labels.max() >= k:  # integer labels: index the one-hot rows directly
+                bad = labels[(labels < 0) | (labels >= k)][0]
+                raise JetgenError("Label {} is out of range; this model has labels 0 to {}.".format(int(bad), k - 1))
+            return self._fit_count(self._eye[labels], labels.astype(np.int64, copy=False), n)
         if isinstance(labels, str) or _is_int(labels):
             labels = [labels]
         values = list(labels) if not isinstance(labels, np.ndarray) else labels
@@ -228,7 +239,7 @@ class Model(object):
         if arr.ndim == 2:
             if arr.shape[1] != k:
                 raise JetgenError("One-hot labels need {} columns, not {}.".format(k, arr.shape[1]))
-            if np.any(arr < 0) or np.any(arr > 1):
+            if arr.size and (arr.min() < 0 or arr.max() > 1):
                 raise JetgenError("One-hot labels must lie in [0, 1].")
             onehot = arr
             ints = np.argmax(arr, axis=1)
@@ -242,12 +253,17 @@ class Model(object):
             onehot = self._eye[ints]
         else:
             raise JetgenError("Labels must be an int, a list of ints, or one-hot rows.")
+        return self._fit_count(onehot, ints, n)
+
+    @staticmethod
+    def _fit_count(onehot, ints, n):
+        """One label for all n examples, or exactly n; float32 one-hot rows and int labels."""
         if len(onehot) == 1 and n != 1:
             onehot, ints = np.repeat(onehot, n, axis=0), np.repeat(ints, n)
         if len(onehot) != n:
             raise JetgenError("Got {} labels for {} examples; give one label per example, or a single label.".format(
                 len(onehot), n))
-        return onehot.astype(np.float32), ints
+        return onehot.astype(np.float32, copy=False), ints
 
     def _latents(self, z):
         arr = _float_array(z, "latent")
@@ -297,7 +313,7 @@ class Model(object):
         feeds = {"z": z}
         if y is not None:
             feeds["y"] = y
-        return self.run("decoder", feeds)["x"]
+        return self.run("decoder", feeds, validate=False)["x"]
 
     def sample(self, n, labels=None, temperature=1.0, seed=None, return_latents=False):
         """Draw n latents from the model's prior (scaled by ``temperature``) and decode them.
@@ -321,7 +337,7 @@ class Model(object):
         feeds = {"x": x}
         if y is not None:
             feeds["y"] = y
-        out = self.run("encoder", feeds)
+        out = self.run("encoder", feeds, validate=False)
         return out["mu"], out["logvar"]
 
     def _to_latent(self, value, y, seed):
@@ -373,7 +389,7 @@ class Model(object):
         feeds = {"z": np.asarray(z, np.float32), "target": target, "mask": mask}
         if y is not None:
             feeds["y"] = y
-        out = self.run("latent_grad", feeds)
+        out = self.run("latent_grad", feeds)  # public: its feeds are not checked before this
         loss, grad = out["loss"].astype(np.float64), out["grad"].astype(np.float64)
         if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))):
             raise JetgenError("The latent_grad graph returned NaN or infinite values (at {} precision); try fp32 "

@@ -5,7 +5,8 @@ A *session* runs one ONNX graph of a bundle:
     session = open_session(kind, onnx_path, graph, bundle_dir, precision="fp32", device=None, **options)
     session.input_names   -> list of str (the manifest's order)
     session.output_names  -> list of str
-    session.run(feeds)    -> dict name -> np.ndarray (float32), feeds: dict name -> np.ndarray (float32, C-contiguous)
+    session.run(feeds, validate=True) -> dict name -> np.ndarray (float32), feeds: dict name -> np.ndarray
+                          (float32, C-contiguous); validate=False: the caller has checked names, shapes, batch
     session.providers     -> list of str, what actually runs it (e.g. ["CPUExecutionProvider"], ["tensorrt"])
     session.close()
 

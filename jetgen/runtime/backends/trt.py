@@ -200,7 +200,7 @@ class TrtSession(object):
             self._host[name] = self._mem.pinned((int(np.prod(shape)),), dtype)
             self._device[name] = self._mem.alloc(self._host[name].nbytes)
 
-    def run(self, feeds):
+    def run(self, feeds, validate=True):  # always validates: the checks also shape the device buffers
         """dict name -> float32 array (batch first) in, dict output name -> float32 array out."""
         n, arrays = check_feeds(feeds, self.input_names, self._shapes)
         pieces = {name: [] for name in self.output_names}
