@@ -56,7 +56,7 @@ class Step(object):
         self.times[name] = time.time() - t0
         self.log.append({"step": name, "command": shown, "seconds": round(self.times[name], 2),
                          "torch_free": torch_free, "exit": proc.returncode})
-        if proc.returncode not in (0,) and not (name == "check" and proc.returncode == 1):
+        if proc.returncode != 0 and not (name == "check" and proc.returncode == 1):  # check: 1 = not deployable
             raise SystemExit("demo step '{}' failed with exit status {}".format(name, proc.returncode))
         if capture_json:
             print(proc.stdout[-2000:] if len(proc.stdout) > 2000 else proc.stdout)

@@ -441,11 +441,7 @@ def _tensor_bytes(vi):
         if not (d.HasField("dim_value") and d.dim_value > 0):
             return None
         n *= d.dim_value
-    try:
-        size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
-    except Exception:
-        size = 4
-    return n * size
+    return n * _itemsize(t.elem_type)
 
 
 def _estimate_memory(model, inferred):
@@ -479,11 +475,15 @@ def _initializer_bytes(tensor):
     n = 1
     for d in tensor.dims:
         n *= d
+    return n * _itemsize(tensor.data_type)
+
+
+def _itemsize(onnx_type):
+    """Bytes per element of an ONNX tensor type; 4 for types numpy cannot name (e.g. string)."""
     try:
-        size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(onnx_type)).itemsize
     except Exception:
-        size = 4
-    return n * size
+        return 4
 
 
 def _judge_memory(memories, row):

@@ -260,9 +260,8 @@ def run_benchmark(bundle, backends=("torch", "ort"), precisions=("fp32",), batch
     for row in rows:
         if row["backend"] != "torch" and row.get("p50_ms"):
             row["vs_torch"] = ratio(reference.get((row["task"], row["batch"])), row["p50_ms"])
-        for key in ("steps",):
-            if key in row and row.get("p50_ms"):
-                row["steps_per_s"] = row[key] / (row["p50_ms"] / 1e3)
+        if "steps" in row and row.get("p50_ms"):
+            row["steps_per_s"] = row["steps"] / (row["p50_ms"] / 1e3)
         if row.get("unstable"):
             notes.append("unstable timing for {} {} {} batch {}: spread {:.0%} of the mean; close other programs "
                          "and rerun".format(row["task"], row["backend"], row["precision"], row["batch"], row["cv"]))

@@ -74,6 +74,7 @@ def describe(include_modules=True):
         info["nvpmodel"] = _run(["nvpmodel", "-q"])
         info["jetson_clocks"] = _run(["jetson_clocks", "--show"])
     if include_modules:
-        info["versions"] = {name: _module_version(name) for name in ("numpy", "onnxruntime", "tensorrt", "torch")
-                            if name in sys.modules or name != "torch"}
+        # torch only when already loaded: importing it here would cost ~200 MB on a Jetson
+        names = ["numpy", "onnxruntime", "tensorrt"] + (["torch"] if "torch" in sys.modules else [])
+        info["versions"] = {name: _module_version(name) for name in names}
     return info
