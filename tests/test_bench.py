@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from jetgen.cli import main
-from jetgen.runtime import bench as bench_mod
-from jetgen.runtime.benchstats import remove_outliers, summarize, time_calls, ratio
+from jetgen.bench import run as bench_mod
+from jetgen.bench.stats import remove_outliers, summarize, time_calls, ratio
 from tests.runtime_fixtures import make_bundle
 
 

@@ -7,6 +7,9 @@ import textwrap
 from tests.runtime_fixtures import make_bundle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# everything that runs on a Jetson (JetPack 4: Python 3.6); `make lint` checks the same list
+DEVICE_CODE = ["jetgen/runtime", "jetgen/spec.py", "jetgen/cli", "jetgen/bench", "jetgen/errors.py", "jetgen/atomic.py",
+               "jetgen/digest.py", "jetgen/__init__.py"]
 BLOCKED = ("torch", "torchvision", "sklearn", "matplotlib", "onnx", "onnxscript", "onnxslim", "safetensors",
            "scipy", "pandas", "tqdm")
 
@@ -59,8 +62,7 @@ def test_runtime_runs_without_torch(tmp_path):
 
 def test_runtime_is_python36_code():
     vermin = os.path.join(os.path.dirname(sys.executable), "vermin")
-    paths = ["jetgen/runtime", "jetgen/cli.py", "jetgen/errors.py", "jetgen/atomic.py", "jetgen/digest.py",
-             "jetgen/__init__.py"]
+    paths = DEVICE_CODE
     proc = subprocess.run([vermin, "-t=3.6-", "--no-tips", "--violations"] + paths, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
@@ -83,3 +85,29 @@ def test_missing_onnxruntime_is_a_sentence(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("1\n") and "install onnxruntime" in proc.stdout and "jetson/README.md" in proc.stdout
     assert "Traceback" not in proc.stdout
+
+
+def test_runtime_and_spec_import_without_click():
+    code = PROGRAM.split("sys.meta_path.insert")[0].replace("{blocked!r}", repr(("click", "torch", "onnx"))) + textwrap.dedent("""
+        sys.meta_path.insert(0, Block())
+        import jetgen.spec
+        import jetgen.runtime
+        import jetgen.runtime.model, jetgen.runtime.bundle, jetgen.runtime.images, jetgen.runtime.backends.ort
+        import jetgen.runtime.backends.trt.session, jetgen.runtime.backends.trt.build
+        print("click-free ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert proc.returncode == 0 and "click-free ok" in proc.stdout, proc.stderr
+
+
+def test_only_the_cli_imports_click():
+    offenders = []
+    for here, _, names in os.walk(os.path.join(ROOT, "jetgen")):
+        for name in names:
+            path = os.path.join(here, name)
+            if name.endswith(".py") and os.sep + "cli" not in path[len(ROOT):]:
+                with open(path) as handle:
+                    if any(line.strip().startswith(("import click", "from click")) for line in handle):
+                        offenders.append(os.path.relpath(path, ROOT))
+    assert not offenders, offenders

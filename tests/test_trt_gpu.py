@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gpu
 def _real_device():
     """Skip (with the reason) unless a real tensorrt imports and a CUDA device answers."""
     from jetgen.errors import JetgenError
-    from jetgen.runtime import cuda_mem, trt_api
+    from jetgen.runtime.backends.trt import cuda_mem, api as trt_api
     try:
         trt_api.import_tensorrt()
     except JetgenError:
@@ -36,7 +36,7 @@ def test_real_engine_matches_onnxruntime(tmp_path, graph_name):
         from tests.test_trt_logic import SHAPE, Y, Z, make_bundle
     except ImportError:  # tests/ run as plain modules
         from test_trt_logic import SHAPE, Y, Z, make_bundle
-    from jetgen.runtime.backends.trt import TrtSession
+    from jetgen.runtime.backends.trt.session import TrtSession
 
     bundle, manifest = make_bundle(tmp_path, batch=(1, 4, 8))
     graph = manifest["graphs"][graph_name]

@@ -23,8 +23,9 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from jetgen import atomic  # noqa: E402
 from jetgen.errors import JetgenError  # noqa: E402
-from jetgen.runtime import cuda_mem, engine_cache, precision, trt_api, trt_build  # noqa: E402
-from jetgen.runtime.backends import trt as trt_backend  # noqa: E402
+from jetgen.runtime.backends.trt import cuda_mem, engine_cache, precision, api as trt_api, build as trt_build  # noqa: E402
+from jetgen.runtime import feeds  # noqa: E402
+from jetgen.runtime.backends.trt import session as trt_backend  # noqa: E402
 
 VERSIONS = ["8.0.1", "8.2.1", "8.5.2", "8.6.2", "10.3", "10.14"]
 
@@ -200,22 +201,21 @@ def test_kill_between_engine_and_sidecar_is_never_trusted(tmp_path, monkeypatch)
     assert [os.path.basename(p) for p in removed] == [os.path.basename(found.path)]
 
 
-def test_list_and_cleanup(tmp_path):
+def test_cleanup_keeps_good_engines_and_timing_caches(tmp_path):
     bundle = str(tmp_path)
     keep = engine_cache.store(bundle, "decoder", _fields(), b"a")
     old = engine_cache.store(bundle, "decoder", _fields(tensorrt="8.0.1"), b"b")
+    orphan = engine_cache.store(bundle, "encoder", _fields(), b"c")
+    os.unlink(orphan)  # its sidecar stays behind
     with open(os.path.join(bundle, "engines", ".decoder.engine.x.tmp"), "wb") as handle:
         handle.write(b"half")
     timing = engine_cache.timing_cache_path(bundle, "8.2.1", "NVIDIA Tegra X1")
     engine_cache.write_timing_cache(timing, b"tc")
-    rows = engine_cache.list_engines(bundle)
-    assert sorted(r["file"] for r in rows) == sorted(os.path.basename(p) for p in (keep, old))
-    assert all(r["graph"] == "decoder" and r["problem"] is None for r in rows)
-    removed = engine_cache.cleanup_engines(bundle, keep=[keep])
+    removed = engine_cache.cleanup_engines(bundle)
     left = sorted(os.listdir(os.path.join(bundle, "engines")))
-    assert left == sorted([os.path.basename(keep), os.path.basename(engine_cache.sidecar_path(keep)),
-                           os.path.basename(timing)])
-    assert len(removed) == 3
+    assert left == sorted([os.path.basename(p) for p in (keep, engine_cache.sidecar_path(keep), old,
+                                                         engine_cache.sidecar_path(old), timing)])
+    assert len(removed) == 2
 
 
 def test_timing_cache_per_version_and_gpu(tmp_path):
@@ -230,25 +230,25 @@ def test_timing_cache_per_version_and_gpu(tmp_path):
 # shapes, profiles, chunks
 
 def test_plan_chunks_and_padding():
-    assert trt_backend.plan_chunks(5, 1, 8) == [(0, 5, 5)]
-    assert trt_backend.plan_chunks(20, 1, 8) == [(0, 8, 8), (8, 16, 8), (16, 20, 4)]
-    assert trt_backend.plan_chunks(5, 4, 4) == [(0, 4, 4), (4, 5, 4)]
-    padded = trt_backend.pad_rows(np.arange(6, dtype=np.float32).reshape(3, 2), 5)
+    assert feeds.plan_chunks(5, 1, 8) == [(0, 5, 5)]
+    assert feeds.plan_chunks(20, 1, 8) == [(0, 8, 8), (8, 16, 8), (16, 20, 4)]
+    assert feeds.plan_chunks(5, 4, 4) == [(0, 4, 4), (4, 5, 4)]
+    padded = feeds.pad_rows(np.arange(6, dtype=np.float32).reshape(3, 2), 5)
     assert padded.shape == (5, 2) and (padded[3:] == [4, 5]).all()
 
 
 def test_check_feeds():
     shapes = {"z": (4,), "y": (3,)}
-    n, arrays = trt_backend.check_feeds({"z": np.zeros((2, 4)), "y": np.zeros((2, 3))}, ["z", "y"], shapes)
+    n, arrays = feeds.check_feeds({"z": np.zeros((2, 4)), "y": np.zeros((2, 3))}, ["z", "y"], shapes)
     assert n == 2 and arrays["z"].dtype == np.float32
     with pytest.raises(JetgenError, match="takes inputs z, y"):
-        trt_backend.check_feeds({"z": np.zeros((2, 4))}, ["z", "y"], shapes)
+        feeds.check_feeds({"z": np.zeros((2, 4))}, ["z", "y"], shapes)
     with pytest.raises(JetgenError, match=r"shape \(batch, 4\)"):
-        trt_backend.check_feeds({"z": np.zeros((2, 5)), "y": np.zeros((2, 3))}, ["z", "y"], shapes)
+        feeds.check_feeds({"z": np.zeros((2, 5)), "y": np.zeros((2, 3))}, ["z", "y"], shapes)
     with pytest.raises(JetgenError, match="same batch size"):
-        trt_backend.check_feeds({"z": np.zeros((2, 4)), "y": np.zeros((3, 3))}, ["z", "y"], shapes)
+        feeds.check_feeds({"z": np.zeros((2, 4)), "y": np.zeros((3, 3))}, ["z", "y"], shapes)
     with pytest.raises(JetgenError, match="empty"):
-        trt_backend.check_feeds({"z": np.zeros((0, 4)), "y": np.zeros((0, 3))}, ["z", "y"], shapes)
+        feeds.check_feeds({"z": np.zeros((0, 4)), "y": np.zeros((0, 3))}, ["z", "y"], shapes)
 
 
 def test_profile_shapes():
@@ -812,7 +812,9 @@ def test_batches_above_the_profile_run_in_chunks(tmp_path, fake_device, version)
                                      precision="fp32")
     x = np.random.RandomState(3).uniform(size=(9,) + SHAPE).astype(np.float32)
     y = np.eye(Y, dtype=np.float32)[np.arange(9) % Y]
-    out = session.run({"x": x, "y": y})
+    with pytest.raises(JetgenError, match="runs batches of 2 to 4"):
+        session.run({"x": x, "y": y})  # a session takes its profile's range; Model.run chunks
+    out = feeds.run_in_chunks(session.run, {"x": x, "y": y}, 2, 4)
     ref = _reference(bundle, "encoder", {"x": x, "y": y})
     for name in ("mu", "logvar"):
         assert out[name].shape == (9, Z)

@@ -1,7 +1,7 @@
 """Offline deployability check: will this bundle or .onnx build and run with TensorRT on a target?
 
 No TensorRT needed. The checks read the graph, the target row (jetgen.runtime.targets) and the
-parser's support tables (jetgen.export.trt_support):
+parser's support tables (jetgen.export.parser_tables):
 - opset of the default domain against the target's range; ops from other domains;
 - each op against the parser of the target's TensorRT version, inputs it needs constant,
   INT64 tensors (cast and clamped to INT32 before TensorRT 9), randomness inside the graph;
@@ -15,7 +15,6 @@ A report is a plain dict (JSON-ready):
 ``{"severity": "error"|"warning"|"info", "graph", "where", "what", "fix"}``. Deployable means no
 finding is an error.
 """
-import json
 import os
 import textwrap
 
@@ -23,12 +22,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from jetgen import spec
 from jetgen.digest import sha256_file
 from jetgen.errors import JetgenError
-from jetgen.export import trt_support
+from jetgen.export import parser_tables as trt_support
 from jetgen.runtime.targets import get_target, trt_major_minor
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = spec.PRECISIONS
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.1e-5  # 2**-14; below it fp16 goes subnormal (less precision) then to zero
 # Tiny weights are a warning from this share on, an info row below it (a few are harmless).
@@ -526,45 +526,8 @@ def _human(n):
 
 # -- bundles ------------------------------------------------------------------------------------
 
-def read_manifest(bundle_dir):
-    """Parsed manifest.json of a bundle; JetgenError with one sentence when absent or malformed."""
-    path = os.path.join(bundle_dir, "manifest.json")
-    if not os.path.isfile(path):
-        raise JetgenError("{} has no manifest.json; give a bundle directory (NAME.jetgen/) or an .onnx "
-                          "file.".format(bundle_dir))
-    try:
-        with open(path, "r") as f:
-            manifest = json.load(f)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise JetgenError("{} is not valid JSON ({}); re-export the bundle.".format(path, err))
-    if not isinstance(manifest, dict) or manifest.get("format") != "jetgen-bundle":
-        raise JetgenError("{} is not a jetgen bundle manifest (\"format\" must be \"jetgen-bundle\").".format(path))
-    if manifest.get("format_version") != 1:
-        raise JetgenError("{} has format_version {!r}; this jetgen reads version 1, so upgrade jetgen or "
-                          "re-export.".format(path, manifest.get("format_version")))
-    graphs = manifest.get("graphs")
-    if not isinstance(graphs, dict) or not graphs:
-        raise JetgenError("{} lists no graphs; re-export the bundle.".format(path))
-    return manifest
-
-
-def _batch_range(entry):
-    b = entry.get("batch")
-    if b is None:
-        return None
-    try:
-        r = {"min": int(b["min"]), "opt": int(b["opt"]), "max": int(b["max"])}
-    except (KeyError, TypeError, ValueError):
-        raise JetgenError("The manifest's batch range {!r} needs integer min, opt and max; re-export "
-                          "the bundle.".format(b))
-    if not 1 <= r["min"] <= r["opt"] <= r["max"]:
-        raise JetgenError("The manifest's batch range {!r} must satisfy 1 <= min <= opt <= max; "
-                          "re-export the bundle.".format(b))
-    return r
-
-
 def _check_bundle(bundle_dir, row, precision, max_batch):
-    manifest = read_manifest(bundle_dir)
+    manifest = spec.read_manifest(bundle_dir, full=False)
     findings, memories = [], {}
     exported_for = (manifest.get("target") or {}).get("name") if isinstance(manifest.get("target"), dict) else None
     if exported_for and exported_for != row["name"]:
@@ -573,13 +536,8 @@ def _check_bundle(bundle_dir, row, precision, max_batch):
                                     exported_for, row["name"]),
                                 "re-export with --target {} if you deploy there".format(row["name"])))
     for name, entry in sorted(manifest["graphs"].items()):
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            raise JetgenError("Graph {!r} in the manifest has no \"file\"; re-export the bundle.".format(name))
-        fname = entry["file"]
-        if not fname or "/" in fname or "\\" in fname or fname in (".", "..") or fname.startswith(".."):
-            raise JetgenError("Graph {!r} names file {!r}, which is not a plain file name inside the "
-                              "bundle; the manifest is not trustworthy.".format(name, fname))
-        path = os.path.join(bundle_dir, fname)
+        fname = entry["file"]  # a plain name inside the bundle (jetgen.spec checked it)
+        path = spec.inside(bundle_dir, fname, "graph {!r}".format(name))
         if not os.path.isfile(path):
             raise JetgenError("The manifest lists {} for graph {!r}, but the bundle has no such file; "
                               "re-export the bundle.".format(fname, name))
@@ -589,11 +547,11 @@ def _check_bundle(bundle_dir, row, precision, max_batch):
             if digest != expected.lower():
                 findings.append(finding("error", name, fname, "sha256 differs from the manifest (file "
                                         "changed or corrupt)", "re-export the bundle"))
-        prec = precision or entry.get("precision") or manifest.get("precision") or "fp32"
-        if prec not in PRECISIONS:
-            raise JetgenError("The manifest gives precision {!r} for {!r}; expected one of {}.".format(
-                prec, name, ", ".join(PRECISIONS)))
-        batch = _batch_range(entry)
+        prec = precision or entry.get("precision") or spec.check_precision(manifest.get("precision") or "fp32",
+                                                                           "precision")
+        batch = entry["batch"]
+        if batch is not None and batch["max"] is None:
+            batch = None  # no declared maximum: the check reports the missing range
         if max_batch is not None:
             lo = batch["min"] if batch else 1
             batch = {"min": min(lo, max_batch), "opt": min(batch["opt"] if batch else max_batch, max_batch),

@@ -11,12 +11,12 @@ larger than a graph's ``batch.max`` run in chunks. Every problem a caller can ca
 import numpy as np
 
 from jetgen.errors import JetgenError
-from jetgen.runtime.backends import BACKENDS, open_session
+from jetgen.runtime import backends
 from jetgen.runtime.bundle import Bundle
+from jetgen.runtime.feeds import run_in_chunks
 from jetgen.runtime.optim import Adam
 from jetgen.runtime.priors import make_rng, prior_from_manifest
-
-PRECISIONS = ("fp32", "fp16", "int8")
+from jetgen.spec import PRECISIONS
 INITS = ("prior_mean", "encoder", "random")
 RANGE_SLACK = 1e-4  # inputs a hair outside the output range (rounding in a file) are accepted
 
@@ -46,11 +46,10 @@ class Completion(object):
             raise KeyError(key)
         return getattr(self, key)
 
-    def keys(self):
-        return list(self.FIELDS)
-
-    def as_dict(self):
-        return dict((k, getattr(self, k)) for k in self.FIELDS)
+    def __repr__(self):
+        return "Completion(n={}, steps={}, mean loss {:.4g})".format(
+            len(self.z) if self.z is not None else 0, self.steps,
+            float(np.mean(self.loss)) if self.loss is not None and len(self.loss) else float("nan"))
 
 
 def _is_int(value):
@@ -85,13 +84,11 @@ def _slerp(a, b, t):
 class Model(object):
     """A bundle ready to decode, sample, encode, interpolate, reconstruct and complete."""
 
-    def __init__(self, bundle, backend="ort", precision=None, device=None, backend_options=None):
-        if backend not in BACKENDS:
-            raise JetgenError("Unknown backend {!r}; choose one of: {}.".format(backend, ", ".join(BACKENDS)))
-        if precision is None and backend == "trt":
-            precision = "auto"  # TensorRT picks fp16/int8 where the GPU has them (jetgen.runtime.precision)
-        precision = precision or bundle.manifest.get("precision") or "fp32"
-        if precision not in PRECISIONS and not (backend == "trt" and precision == "auto"):
+    def __init__(self, bundle, backend=backends.DEFAULT, precision=None, device=None, backend_options=None):
+        # a backend may pick its own precision ("auto": TensorRT takes fp16/int8 where the GPU has them)
+        default = backends.get(backend)["default_precision"]
+        precision = precision or default or bundle.manifest.get("precision") or "fp32"
+        if precision not in PRECISIONS and precision != default:
             raise JetgenError("Unknown precision {!r}; choose one of: {}.".format(precision, ", ".join(PRECISIONS)))
         self.bundle = bundle
         self.backend = backend
@@ -103,10 +100,11 @@ class Model(object):
         self._eye = np.eye(len(bundle.model.get("labels") or []), dtype=np.float32)
 
     @classmethod
-    def open(cls, bundle, backend="ort", precision=None, device=None, **backend_options):
+    def open(cls, bundle, backend=backends.DEFAULT, precision=None, device=None, **backend_options):
         """Open a bundle directory: check its manifest and every graph's size and sha256.
 
-        ``backend`` "ort" (ONNX Runtime) or "trt" (TensorRT); ``precision`` defaults to the bundle's;
+        ``backend`` a name in jetgen.runtime.backends (ort: ONNX Runtime, trt: TensorRT); ``precision``
+        defaults to the backend's choice, else the bundle's;
         ``device`` and ``backend_options`` go to the backend (see jetgen.runtime.backends.ort).
         Raises JetgenError when the bundle is missing, damaged or of an unknown format.
         """
@@ -157,7 +155,7 @@ class Model(object):
         """The backend session of ``graph`` (opened on first use)."""
         if graph not in self._sessions:
             path = self.bundle.graph_path(graph)
-            self._sessions[graph] = open_session(self.backend, path, self.bundle.graph(graph), self.bundle.path,
+            self._sessions[graph] = backends.open_session(self.backend, path, self.bundle.graph(graph), self.bundle.path,
                                                  precision=self.precision, device=self.device,
                                                  **self.backend_options)
         return self._sessions[graph]
@@ -183,24 +181,10 @@ class Model(object):
             what = {"encoder": "an encoder", "latent_grad": "a latent_grad graph"}.get(graph, graph)
             raise JetgenError("This bundle ({}) has no {}; re-export it with one.".format(self.kind, what))
         batch = self.bundle.graph(graph)["batch"]
-        lo, hi = batch["min"], batch["max"]
-        n = len(next(iter(feeds.values())))
-        if n == 0:
-            raise JetgenError("Nothing to run: the batch is empty.")
-        size = hi or max(n, lo)
         session = self.session(graph)
-        if lo <= n <= size:  # one chunk that fits: no slicing, padding or concatenation
-                return session.run(dict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items()),
-                               validate=validate)
-        parts = []
-        for start in range(0, n, size):
-            chunk = dict((k, np.ascontiguousarray(v[start:start + size], dtype=np.float32)) for k, v in feeds.items())
-            rows = len(next(iter(chunk.values())))
-            if rows < lo:  # pad with copies of the last row; the extra outputs are dropped
-                chunk = dict((k, np.concatenate([v, np.repeat(v[-1:], lo - rows, axis=0)])) for k, v in chunk.items())
-            out = session.run(chunk, validate=validate)
-            parts.append(dict((k, v[:rows]) for k, v in out.items()))
-        return dict((k, np.concatenate([p[k] for p in parts])) for k in parts[0])
+        return run_in_chunks(lambda chunk: session.run(chunk, validate=validate),
+                             dict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items()),
+                             batch["min"], batch["max"])
 
     # -- argument checking -----------------------------------------------------------------------
     def label_matrix(self, labels, n):

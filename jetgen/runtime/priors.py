@@ -71,12 +71,6 @@ class Prior(object):
     def unstandardise(self, u):
         return np.asarray(u, dtype=np.float64)
 
-    def describe(self):
-        return {"family": self.family, "params": dict((k, v.tolist()) for k, v in self.params().items())}
-
-    def params(self):
-        raise NotImplementedError
-
 
 class GaussianPrior(Prior):
     family = "gaussian"
@@ -85,9 +79,6 @@ class GaussianPrior(Prior):
         Prior.__init__(self, len(mean))
         self.mu = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
-
-    def params(self):
-        return {"mean": self.mu, "std": self.std}
 
     def sample(self, n, temperature=1.0, rng=None):
         t = _check_temperature(temperature)
@@ -114,9 +105,6 @@ class ExponentialPrior(Prior):
     def __init__(self, rate):
         Prior.__init__(self, len(rate))
         self.rate = np.asarray(rate, dtype=np.float64)
-
-    def params(self):
-        return {"rate": self.rate}
 
     def sample(self, n, temperature=1.0, rng=None):
         t = _check_temperature(temperature)
@@ -146,9 +134,6 @@ class UniformPrior(Prior):
         self.low = np.asarray(low, dtype=np.float64)
         self.high = np.asarray(high, dtype=np.float64)
 
-    def params(self):
-        return {"low": self.low, "high": self.high}
-
     def sample(self, n, temperature=1.0, rng=None):
         # temperature shrinks the box around its centre (1: the whole box); above 1 the draw is clipped
         t = _check_temperature(temperature)
@@ -177,13 +162,14 @@ class UniformPrior(Prior):
         return 0.5 * (self.low + self.high) + (self.high - self.low) * np.asarray(u, dtype=np.float64)
 
 
+# family name (jetgen.spec.PRIOR_FAMILIES) -> class; each constructor takes the family's parameters by name
+FAMILIES = dict((cls.family, cls) for cls in (GaussianPrior, ExponentialPrior, UniformPrior))
+
+
 def prior_from_manifest(prior):
     """Build the Prior named by a checked manifest's ``model.prior`` entry."""
-    family, p = prior["family"], prior["params"]
-    if family == "gaussian":
-        return GaussianPrior(p["mean"], p["std"])
-    if family == "exponential":
-        return ExponentialPrior(p["rate"])
-    if family == "uniform":
-        return UniformPrior(p["low"], p["high"])
-    raise JetgenError("Unknown prior family {!r}.".format(family))
+    try:
+        cls = FAMILIES[prior["family"]]
+    except KeyError:
+        raise JetgenError("Unknown prior family {!r}.".format(prior["family"]))
+    return cls(**prior["params"])

@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from jetgen.errors import JetgenError
-from jetgen.runtime.bundle import check_graph_interface
+from jetgen.runtime.feeds import check_feeds, sample_shape
+from jetgen.spec import check_graph_interface
 
 MISSING = ("The ONNX Runtime backend needs onnxruntime: install onnxruntime, or on a Jetson NVIDIA's "
            "onnxruntime-gpu wheel: see jetson/README.md.")
@@ -37,12 +38,32 @@ def default_threads(cap=8):
 
 
 def import_onnxruntime():
-    """The onnxruntime module, or JetgenError saying how to install it."""
+    """The onnxruntime module, or JetgenError saying how to install it. Its telemetry is switched
+    off (on Windows builds it writes an event store under the user's home on every run)."""
     try:
         import onnxruntime
     except ImportError:
         raise JetgenError(MISSING)
+    if hasattr(onnxruntime, "disable_telemetry_events"):
+        onnxruntime.disable_telemetry_events()
     return onnxruntime
+
+
+def probe(onnx_path):
+    """None when ONNX Runtime loads the graph at ``onnx_path`` on the CPU, else the sentence why not."""
+    try:
+        ort = import_onnxruntime()
+    except JetgenError:
+        return "not loaded: onnxruntime is not installed here"
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(onnx_path, sess_options=so, providers=[CPU_EP])
+    except Exception as err:  # onnxruntime raises its own exception types; keep the first line
+        text = str(err).strip()
+        return "ONNX Runtime cannot load it: {}".format(text.splitlines()[0] if text else type(err).__name__)
+    return None
 
 
 def choose_providers(available, device=None, providers=None):
@@ -90,7 +111,7 @@ class OrtSession(object):
         self.name = name or os.path.splitext(os.path.basename(onnx_path))[0]
         self.input_names = [t["name"] for t in graph["inputs"]]
         self.output_names = [t["name"] for t in graph["outputs"]]
-        self._shapes = dict((t["name"], t["shape"]) for t in graph["inputs"])
+        self._shapes = dict((t["name"], sample_shape(t)) for t in graph["inputs"])
         batch = graph.get("batch") or {}
         self.batch_min, self.batch_max = batch.get("min", 1), batch.get("max")
         names, device_id = choose_providers(ort.get_available_providers(), device, providers)
@@ -136,33 +157,16 @@ class OrtSession(object):
         self._device_id = device_id
 
     def check_feeds(self, feeds):
-        """Raise JetgenError unless ``feeds`` has exactly the inputs, float32, the right shapes and batch."""
-        if set(feeds) != set(self.input_names):
-            raise JetgenError("The {} graph takes inputs {} but was given {}.".format(
-                self.name, self.input_names, sorted(feeds)))
-        batch = None
-        for name in self.input_names:
-            value = feeds[name]
-            if not isinstance(value, np.ndarray) or value.dtype != np.float32:
-                raise JetgenError("Input {!r} of the {} graph must be a float32 array.".format(name, self.name))
-            want = self._shapes[name]
-            if value.ndim != len(want) or any(isinstance(w, int) and w != v for w, v in zip(want[1:], value.shape[1:])):
-                raise JetgenError("Input {!r} of the {} graph has shape {}, expected {}.".format(
-                    name, self.name, tuple(value.shape), tuple(want)))
-            if batch is None:
-                batch = value.shape[0]
-            elif value.shape[0] != batch:
-                raise JetgenError("The inputs of the {} graph have different batch sizes.".format(self.name))
-        if batch < self.batch_min or (self.batch_max is not None and batch > self.batch_max):
-            raise JetgenError("The {} graph runs batches of {} to {}, not {}.".format(
-                self.name, self.batch_min, self.batch_max, batch))
+        """Raise JetgenError unless ``feeds`` has exactly the inputs, the right shapes and batch."""
+        check_feeds(feeds, self.input_names, self._shapes, self.name, (self.batch_min, self.batch_max))
 
     def run(self, feeds, validate=True):
         """Outputs by name (float32 arrays) for ``feeds``; JetgenError on a wrong feed. ``validate=False``
         is for callers that checked the feeds already (``Model`` does), saving microseconds per call."""
         if validate:
             self.check_feeds(feeds)
-        feeds = dict((k, v if v.flags.c_contiguous else np.ascontiguousarray(v)) for k, v in feeds.items())
+        feeds = dict((k, v if v.flags.c_contiguous and v.dtype == np.float32 else
+                      np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items())
         if self._binding:
             binding = self._session.io_binding()
             for name, value in feeds.items():

@@ -3,12 +3,12 @@
     session = TrtSession("b.jetgen/decoder.onnx", manifest["graphs"]["decoder"], "b.jetgen", precision="auto")
     session.run({"z": z})  -> {"x": float32 array}
 
-The engine is loaded from, or built into, the bundle's engine cache (jetgen.runtime.trt_build).
+The engine is loaded from, or built into, the bundle's engine cache (jetgen.runtime.backends.trt.build).
 Buffers are allocated once for the profile's largest batch. Each call follows the hardware's order,
 as TensorRT's samples/python/common.py does: set the input shapes, copy inputs in, execute, copy
-outputs out, synchronise. Batches above the profile's maximum run in chunks; chunks below its
-minimum are padded. TensorRT 8.0-8.4 are driven through bindings (execute_async_v2), 8.5 and newer
-through named tensors (execute_async_v3), as jetgen.runtime.trt_api says. Python 3.6 compatible;
+outputs out, synchronise. Batches come within the profile's range (``Model.run`` chunks them).
+TensorRT 8.0-8.4 are driven through bindings (execute_async_v2), 8.5 and newer
+through named tensors (execute_async_v3), as jetgen.runtime.backends.trt.api says. Python 3.6 compatible;
 tensorrt, pycuda and cuda are imported only inside functions.
 """
 from typing import TYPE_CHECKING
@@ -16,70 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jetgen.errors import JetgenError
-from jetgen.runtime import cuda_mem, trt_api, trt_build
+from jetgen.runtime.backends.trt import cuda_mem, api as trt_api, build as trt_build
+from jetgen.runtime.feeds import check_feeds, sample_shape
 
 if TYPE_CHECKING:  # pragma: no cover - for mypy only
     from typing import Dict, List, Sequence, Tuple  # noqa: F401
     import tensorrt as trt  # noqa: F401
-
-
-def sample_shape(entry):
-    """The per-example shape of a manifest tensor entry: ['batch', 1, 28, 28] -> (1, 28, 28)."""
-    shape = entry.get("shape") or []
-    rest = shape[1:]
-    if not shape or not all(isinstance(d, int) and d > 0 for d in rest):
-        raise JetgenError("Tensor {!r} in the manifest needs a batch axis first and fixed sizes after it, "
-                          "not {!r}.".format(entry.get("name"), shape))
-    return tuple(rest)
-
-
-def check_feeds(feeds, input_names, sample_shapes):
-    """Validate inputs and return (batch size, {name: float32 C-contiguous array}).
-
-    JetgenError for a missing or unexpected name, a wrong per-example shape, differing batch sizes
-    or an empty batch.
-    """
-    missing = [n for n in input_names if n not in feeds]
-    extra = sorted(n for n in feeds if n not in input_names)
-    if missing or extra:
-        raise JetgenError("This graph takes inputs {}; got {}.".format(
-            ", ".join(input_names), ", ".join(sorted(feeds)) or "none"))
-    arrays, sizes = {}, set()
-    for name in input_names:
-        array = np.ascontiguousarray(feeds[name], dtype=np.float32)
-        if array.ndim == 0 or tuple(array.shape[1:]) != tuple(sample_shapes[name]):
-            raise JetgenError("Input {!r} must have shape (batch, {}); got {}.".format(
-                name, ", ".join(str(d) for d in sample_shapes[name]), tuple(array.shape)))
-        arrays[name] = array
-        sizes.add(array.shape[0])
-    if len(sizes) != 1:
-        raise JetgenError("All inputs must have the same batch size; got {}.".format(
-            ", ".join("{}={}".format(n, arrays[n].shape[0]) for n in input_names)))
-    n = sizes.pop()
-    if n == 0:
-        raise JetgenError("The batch is empty; pass at least one example.")
-    return n, arrays
-
-
-def plan_chunks(n, bmin, bmax):
-    """Split a batch of ``n`` into runs the profile accepts: list of (start, stop, run_size).
-
-    Each run covers rows start:stop; run_size >= stop - start is the batch actually executed
-    (raised to ``bmin`` by padding when the remainder is smaller).
-    """
-    chunks = []
-    for start in range(0, n, bmax):
-        stop = min(start + bmax, n)
-        chunks.append((start, stop, max(stop - start, bmin)))
-    return chunks
-
-
-def pad_rows(array, size):
-    """``array`` with its last row repeated until it has ``size`` rows (a no-op when it has them)."""
-    if array.shape[0] >= size:
-        return array
-    pad = np.repeat(array[-1:], size - array.shape[0], axis=0)
-    return np.ascontiguousarray(np.concatenate([array, pad], axis=0))
 
 
 class _BindingIO(object):
@@ -201,15 +143,11 @@ class TrtSession(object):
             self._device[name] = self._mem.alloc(self._host[name].nbytes)
 
     def run(self, feeds, validate=True):  # always validates: the checks also shape the device buffers
-        """dict name -> float32 array (batch first) in, dict output name -> float32 array out."""
-        n, arrays = check_feeds(feeds, self.input_names, self._shapes)
-        pieces = {name: [] for name in self.output_names}
-        for start, stop, size in plan_chunks(n, self._batch[0], self._batch[2]):
-            outputs = self._run_batch({k: pad_rows(v[start:stop], size) for k, v in arrays.items()}, size)
-            for name in self.output_names:
-                pieces[name].append(outputs[name][:stop - start])
-        return {name: parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-                for name, parts in pieces.items()}
+        """dict name -> float32 array (batch first, within the profile's range) in, dict output name ->
+        float32 array out. ``Model.run`` splits larger batches; JetgenError for a batch outside the range."""
+        n, arrays = check_feeds(feeds, self.input_names, self._shapes, "this engine's",
+                                (self._batch[0], self._batch[2]))
+        return self._run_batch(arrays, n)
 
     def _run_batch(self, arrays, size):
         # 1. shapes for this call, within the optimisation profile

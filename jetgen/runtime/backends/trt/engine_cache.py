@@ -192,43 +192,21 @@ def read_engine(path):
         return handle.read()
 
 
-def list_engines(bundle_dir):
-    """Every engine in BUNDLE/engines: list of dicts (file, graph, precision, bytes, fields or None, problem)."""
-    directory = os.path.join(str(bundle_dir), ENGINES_DIR)
-    rows = []
-    if not os.path.isdir(directory):
-        return rows
-    for name in sorted(os.listdir(directory)):
-        if not name.endswith(".engine") or name.startswith("."):
-            continue
-        path = os.path.join(directory, name)
-        sidecar, problem = read_sidecar(path)
-        rows.append({"file": name, "path": path, "bytes": os.path.getsize(path),
-                     "graph": sidecar.get("graph") if sidecar else name.rsplit("-", 2)[0],
-                     "precision": sidecar["fields"].get("precision") if sidecar else None,
-                     "fields": sidecar["fields"] if sidecar else None, "problem": problem})
-    return rows
-
-
-def cleanup_engines(bundle_dir, keep=None):
-    """Remove leftovers from BUNDLE/engines and return the removed paths.
-
-    Always removed: temporary files of interrupted writes, engines without a readable sidecar and
-    sidecars without an engine. With ``keep`` (engine paths), every other engine goes too. Timing
-    caches stay.
-    """
+def cleanup_engines(bundle_dir):
+    """Remove leftovers from BUNDLE/engines (``jetgen build`` calls it) and return the removed paths:
+    temporary files of interrupted writes, engines without a readable sidecar (never trusted, so
+    only taking space) and sidecars without an engine. Good engines and timing caches stay."""
     directory = os.path.join(str(bundle_dir), ENGINES_DIR)
     removed = []
     if not os.path.isdir(directory):
         return removed
-    keep = None if keep is None else set(os.path.abspath(p) for p in keep)
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
         drop = False
         if name.startswith(".") and name.endswith(".tmp"):
             drop = True
         elif name.endswith(".engine"):
-            drop = read_sidecar(path)[1] is not None or (keep is not None and os.path.abspath(path) not in keep)
+            drop = read_sidecar(path)[1] is not None
         elif name.endswith(".json"):
             drop = not os.path.exists(os.path.splitext(path)[0] + ".engine")
         if drop and os.path.isfile(path):

@@ -1,8 +1,9 @@
 """The one command line: ``jetgen COMMAND``.
 
-Commands live beside the code they drive and are imported only when invoked, so ``jetgen sample``
-on a Jetson never imports torch. Every ``JetgenError`` becomes one sentence on stderr and exit 1.
-Python 3.6 compatible.
+Each command lives in a module of this package and is imported only when invoked, so ``jetgen
+sample`` on a Jetson never imports torch (and ``jetgen --help`` imports nothing heavy). Every
+``JetgenError`` becomes one sentence on stderr and exit 1. This is the only package that imports
+click. Python 3.6 compatible.
 """
 import importlib
 import sys
@@ -14,16 +15,16 @@ from jetgen.errors import JetgenError
 
 # command name -> ("module:attribute" of a click.Command, one-line help shown by `jetgen --help`)
 COMMANDS = {
-    "train": ("jetgen.train.commands:train", "Train a model on a data set into a run directory."),
-    "eval": ("jetgen.train.eval_cmd:evaluate", "Evaluate a run: ELBO, IWAE NLL, active units, pictures."),
-    "export": ("jetgen.export.commands:export", "Export a run to a deployable bundle for a target board."),
-    "check": ("jetgen.export.check_cmd:check", "Check offline whether a bundle or .onnx deploys on a target."),
-    "info": ("jetgen.runtime.commands:info", "Show what a bundle holds, where it came from, what was built."),
-    "sample": ("jetgen.runtime.commands:sample", "Draw samples from a bundle's prior and decode them."),
-    "interpolate": ("jetgen.runtime.commands:interpolate", "Decode a path between two latents or inputs."),
-    "complete": ("jetgen.runtime.commands:complete", "Fill in the hidden part of inputs by latent optimisation."),
-    "build": ("jetgen.runtime.build_cmd:build", "Build TensorRT engines for a bundle on this device."),
-    "bench": ("jetgen.runtime.bench:bench", "Benchmark a bundle's backends against PyTorch eager."),
+    "train": ("jetgen.cli.train:train", "Train a model on a data set into a run directory."),
+    "eval": ("jetgen.cli.evaluate:evaluate", "Evaluate a run: ELBO, IWAE NLL, active units, pictures."),
+    "export": ("jetgen.cli.export:export", "Export a run to a deployable bundle for a target board."),
+    "check": ("jetgen.cli.check:check", "Check offline whether a bundle or .onnx deploys on a target."),
+    "info": ("jetgen.cli.info:info", "Show what a bundle holds, where it came from, what was built."),
+    "sample": ("jetgen.cli.generate:sample", "Draw samples from a bundle's prior and decode them."),
+    "interpolate": ("jetgen.cli.generate:interpolate", "Decode a path between two latents or inputs."),
+    "complete": ("jetgen.cli.generate:complete", "Fill in the hidden part of inputs by latent optimisation."),
+    "build": ("jetgen.cli.build:build", "Build TensorRT engines for a bundle on this device."),
+    "bench": ("jetgen.cli.bench:bench", "Benchmark a bundle's backends against PyTorch eager."),
 }
 
 
@@ -65,7 +66,3 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="jetgen")
 def main():
     """jetgen: train latent generative models, export them, run them on Jetson boards."""
-
-
-if __name__ == "__main__":
-    main()

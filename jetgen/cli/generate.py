@@ -1,196 +1,20 @@
-"""The runtime's commands: ``jetgen info``, ``sample``, ``interpolate``, ``complete``.
+"""``jetgen sample``, ``interpolate`` and ``complete``: the runtime's generation commands.
 
 They import only click, numpy and the runtime (the backend's own module when a graph opens), so
 they run on a Jetson without torch. Outputs are written atomically: ``.png`` a grid (rows of up to 8,
 or one row per label), ``.npy`` float32 (n, C, H, W) in [0, 1]. Python 3.6 compatible.
 """
-import json
 import os
 
 import click
 import numpy as np
 
+from jetgen.cli.options import backend_options, check_out, need_label, open_model, parse_label
+from jetgen.cli.output import emit_json
 from jetgen.errors import JetgenError
-from jetgen.runtime.backends import BACKENDS
-from jetgen.runtime.bundle import Bundle
 from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask, load_npy,
                                    region_mask, save_outputs)
-from jetgen.runtime.model import INITS, PRECISIONS, Model
-
-MAX_SIDECAR_BYTES = 1 << 20
-
-
-def backend_options(func):
-    """--backend, --precision, --device, --threads: how graphs run."""
-    options = [
-        click.option("--backend", type=click.Choice(BACKENDS), default="ort", show_default=True,
-                     help="ONNX Runtime or TensorRT."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-                     help="Run precision (default: the bundle's)."),
-        click.option("--device", default=None, help="ort: cpu, cuda, cuda:N or tensorrt (default: best of cuda, cpu)."),
-        click.option("--threads", type=click.IntRange(1, None), default=None, help="ort: intra-op CPU threads."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def open_model(bundle, backend, precision, device, threads):
-    extra = {"intra_op_threads": threads} if threads and backend == "ort" else {}
-    return Model.open(bundle, backend=backend, precision=precision, device=device, **extra)
-
-
-def parse_label(text):
-    """'3' -> 3; a label name stays a string (Model checks it against the manifest)."""
-    if text is None:
-        return None
-    text = text.strip()
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
-def check_out(path):
-    """Refuse an output name we cannot write before doing any work."""
-    if os.path.splitext(path)[1].lower() not in (".png", ".npy"):
-        raise JetgenError("Cannot write {}: the output must end in .png or .npy.".format(path))
-    return path
-
-
-def need_label(model, label):
-    if model.conditional and label is None:
-        raise JetgenError("This model is conditional: give --label K (one of {}).".format(", ".join(model.labels)))
-    return label
-
-
-def emit_json(obj):
-    click.echo(json.dumps(obj, indent=2, sort_keys=False))
-
-
-# -- info ----------------------------------------------------------------------------------------
-def _sidecar(path):
-    for candidate in (path + ".json", os.path.splitext(path)[0] + ".json"):
-        if candidate != path and os.path.isfile(candidate):
-            if os.path.getsize(candidate) > MAX_SIDECAR_BYTES:
-                return candidate, {"error": "sidecar too large to read"}
-            try:
-                with open(candidate, "rb") as handle:
-                    return candidate, json.loads(handle.read().decode("utf-8"))
-            except (ValueError, UnicodeDecodeError) as err:
-                return candidate, {"error": "unreadable JSON: {}".format(err)}
-    return None, None
-
-
-def list_engines(bundle_dir):
-    """Files under BUNDLE/engines/ (sidecar JSON attached to the file it describes)."""
-    root = os.path.join(bundle_dir, "engines")
-    if not os.path.isdir(root):
-        return []
-    files = []
-    for here, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            files.append(os.path.join(here, name))
-    sidecars, rows = set(), []
-    for path in files:
-        if path.endswith(".json"):
-            continue
-        side, meta = _sidecar(path)
-        if side:
-            sidecars.add(side)
-        rows.append({"file": os.path.relpath(path, bundle_dir), "bytes": os.path.getsize(path),
-                     "sidecar": meta})
-    for path in files:
-        if path.endswith(".json") and path not in sidecars:
-            rows.append({"file": os.path.relpath(path, bundle_dir), "bytes": os.path.getsize(path), "sidecar": None})
-    return rows
-
-
-def bundle_info(path):
-    """Everything ``jetgen info`` shows, as a JSON-ready dict; graph hashes are checked, not trusted."""
-    bundle = Bundle.open(path, verify=False)
-    man, model = bundle.manifest, bundle.model
-    graphs = {}
-    for name in bundle.graph_names():
-        entry = bundle.graph(name)
-        try:
-            bundle.check_graph_file(name)
-            status = "ok"
-        except JetgenError as err:
-            status = str(err)
-        graphs[name] = {"file": entry["file"], "bytes": entry["bytes"], "opset": entry.get("opset"),
-                        "precision": entry.get("precision"), "batch": entry.get("batch"),
-                        "parity": entry.get("parity"), "sha256": entry["sha256"], "check": status}
-    prior = model["prior"]
-    return {
-        "bundle": bundle.path, "name": man.get("name"), "created": man.get("created"),
-        "format_version": man["format_version"], "kind": model["kind"], "arch": model.get("arch"),
-        "latent_dim": model["latent_dim"], "prior": prior, "conditional": model["conditional"],
-        "labels": model["labels"], "output": model["output"], "likelihood": model["likelihood"],
-        "precision": man.get("precision"), "graphs": graphs, "target": man.get("target"),
-        "provenance": man.get("provenance"), "versions": man.get("versions"), "quality": man.get("quality"),
-        "engines": list_engines(bundle.path),
-    }
-
-
-def _summary(values):
-    values = np.asarray(values, dtype=np.float64)
-    if values.size and np.all(values == values[0]):
-        return "{:g} (all)".format(values[0])
-    return "{:.3g} to {:.3g}".format(values.min(), values.max())
-
-
-def _print_info(info):
-    out = info["output"]
-    lines = [
-        "bundle      {}".format(info["bundle"]),
-        "name        {}  (format {}, created {})".format(info["name"], info["format_version"], info["created"]),
-        "model       {} {}, latent size {}, output {} in {}".format(
-            info["kind"], info["arch"] or "", info["latent_dim"], "x".join(map(str, out["shape"])), out["range"]),
-        "prior       {}: {}".format(info["prior"]["family"], ", ".join(
-            "{} {}".format(k, _summary(v)) for k, v in sorted(info["prior"]["params"].items()))),
-        "labels      {}".format(", ".join(info["labels"]) if info["conditional"] else "none (unconditional)"),
-        "likelihood  {}".format(info["likelihood"].get("name")),
-        "precision   {}".format(info["precision"]),
-        "graphs",
-    ]
-    for name, g in info["graphs"].items():
-        batch = g["batch"] or {}
-        parity = g["parity"] or {}
-        lines.append("  {:<12}{:<18}{:>10} B  opset {}  {}  batch {}..{}  parity max_abs {}  {}".format(
-            name, g["file"], g["bytes"], g["opset"], g["precision"], batch.get("min"), batch.get("max"),
-            parity.get("max_abs"), "sha256 ok" if g["check"] == "ok" else "PROBLEM: " + g["check"]))
-    target = info["target"] or {}
-    lines.append("target      {}".format(target.get("name") if isinstance(target, dict) else target))
-    prov = info["provenance"] or {}
-    lines.append("provenance  " + ", ".join("{} {}".format(k, json.dumps(v)) for k, v in prov.items()))
-    versions = info["versions"] or {}
-    lines.append("versions    " + ", ".join("{} {}".format(k, v) for k, v in versions.items()))
-    if info["engines"]:
-        lines.append("engines")
-        for e in info["engines"]:
-            meta = e["sidecar"]
-            lines.append("  {}  {} B{}".format(e["file"], e["bytes"], "  " + json.dumps(meta, sort_keys=True)
-                                                if meta else ""))
-    else:
-        lines.append("engines     none built (jetgen build BUNDLE)")
-    click.echo("\n".join(lines))
-
-
-@click.command()
-@click.argument("bundle", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def info(bundle, as_json):
-    """Show what BUNDLE holds, where it came from, and which engines were built for it."""
-    data = bundle_info(bundle)
-    if as_json:
-        emit_json(data)
-    else:
-        _print_info(data)
-    if any(g["check"] != "ok" for g in data["graphs"].values()):
-        raise JetgenError("Some graph files do not match the manifest (see above); copy the bundle again.")
-
+from jetgen.runtime.model import INITS
 
 # -- sample --------------------------------------------------------------------------------------
 @click.command()

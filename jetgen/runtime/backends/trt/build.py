@@ -3,7 +3,7 @@
 The steps follow TensorRT's own order: builder -> network (EXPLICIT_BATCH on 8.x) -> ONNX parser ->
 builder config (workspace cap, optimisation profile over the manifest's batch range, timing cache,
 precision flags where the precision is flag-based) -> ``build_serialized_network``. Which calls a
-TensorRT version needs comes from jetgen.runtime.trt_api; the decisions (shapes, messages, precision)
+TensorRT version needs comes from jetgen.runtime.backends.trt.api; the decisions (shapes, messages, precision)
 are plain functions tested without TensorRT. Python 3.6 compatible; tensorrt is imported only
 inside functions (the ``TYPE_CHECKING`` import only feeds mypy, see mypy-trt.ini).
 """
@@ -12,8 +12,9 @@ import time
 from typing import TYPE_CHECKING
 
 from jetgen.digest import sha256_file
+from jetgen import spec
 from jetgen.errors import JetgenError
-from jetgen.runtime import engine_cache, precision as precision_mod, trt_api
+from jetgen.runtime.backends.trt import engine_cache, precision as precision_mod, api as trt_api
 from jetgen.runtime.targets import TARGETS
 
 if TYPE_CHECKING:  # pragma: no cover - for mypy only
@@ -55,16 +56,9 @@ def onnx_sha256(onnx_path, graph=None):
 
 
 def batch_range(graph):
-    """(min, opt, max) from a manifest graph entry; JetgenError unless 1 <= min <= opt <= max."""
-    batch = graph.get("batch") or {}
-    try:
-        bmin, bopt, bmax = int(batch["min"]), int(batch["opt"]), int(batch["max"])
-    except (KeyError, TypeError, ValueError):
-        raise JetgenError("The manifest's graph entry has no valid batch range (min/opt/max); export the bundle again.")
-    if not 1 <= bmin <= bopt <= bmax:
-        raise JetgenError("The manifest's batch range {}/{}/{} must satisfy 1 <= min <= opt <= max.".format(
-            bmin, bopt, bmax))
-    return bmin, bopt, bmax
+    """(min, opt, max) from a manifest graph entry; JetgenError unless 1 <= min <= opt <= max (jetgen.spec)."""
+    batch = spec.batch_range(graph, required=True)
+    return batch["min"], batch["opt"], batch["max"]
 
 
 def profile_shapes(network_shape, manifest_shape, batch):
@@ -260,7 +254,7 @@ def ensure_engine(onnx_path, graph, bundle_dir, requested, device, workspace_mb=
                   calibration_cache=None, builder_caps=None):
     """Load the cached engine for one graph or build it; return a result dict.
 
-    ``device`` is {'name', 'sm'} (jetgen.runtime.cuda_mem). ``requested`` is fp32|fp16|int8|auto.
+    ``device`` is {'name', 'sm'} (jetgen.runtime.backends.trt.cuda_mem). ``requested`` is fp32|fp16|int8|auto.
     With ``workspace_mb`` None the target table's cap is used for a build and a cached engine built
     with any cap is accepted. The result has: graph, precision, precision_reason, engine (path),
     bytes, build_seconds (None when reused), status ('cached' or 'built'), reason (why it was

@@ -2,17 +2,17 @@
 
 Exit status 0 when deployable (no errors), 1 when not or when the input is unusable.
 """
-import json
-
 import click
 
-from jetgen.export.check import PRECISIONS, check_model, format_table, verdict
+from jetgen.cli.output import emit_json
+from jetgen.export.check import check_model, format_table, verdict
 from jetgen.runtime.targets import TARGETS
+from jetgen.spec import PRECISIONS
 
 
 @click.command("check")
 @click.argument("model", type=click.Path())
-@click.option("--target", "-t", required=True, metavar="|".join(sorted(TARGETS)),
+@click.option("--target", "-t", required=True, type=click.Choice(sorted(TARGETS)),
               help="Board to check against (see jetgen.runtime.targets).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Precision to build with; default: the manifest's, or fp32 for a single .onnx.")
@@ -29,7 +29,7 @@ def check(ctx, model, target, precision, max_batch, calib, as_json):
     """
     report = check_model(model, target, precision=precision, max_batch=max_batch, calib=calib)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        emit_json(report)
     else:
         click.echo(format_table(report))
         click.echo("")

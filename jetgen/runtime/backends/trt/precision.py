@@ -68,7 +68,7 @@ def choose_precision(requested, caps, graph_precision="fp32", quantized=False, c
     ``caps`` comes from :func:`capabilities`; ``graph_precision`` is the manifest's precision of the
     graph (fp32, fp16 or int8); ``quantized`` says the ONNX holds QDQ nodes; ``calibration_cache``
     says a usable INT8 calibration cache exists (only on TensorRT < 10); ``typing`` is 'flags' or
-    'strong' (from jetgen.runtime.trt_api.api_for); ``board`` names the device in messages.
+    'strong' (from jetgen.runtime.backends.trt.api.api_for); ``board`` names the device in messages.
     """
     board = board or "this GPU"
     if requested not in REQUESTS:

@@ -4,21 +4,22 @@ Prints one row per graph (file, size, opset, inputs, parity, status) and the off
 check's verdict; ``--json`` prints the manifest and the check report instead. Exit status 1 with one
 sentence on any problem the user can fix.
 """
-import json
 import time
 
 import click
 
+from jetgen.cli.output import emit_json, human_size, table
 from jetgen.errors import JetgenError
 from jetgen.runtime.targets import TARGETS
+from jetgen.spec import PRECISIONS
 
 
 @click.command("export")
 @click.argument("run", type=click.Path())
-@click.option("--target", "-t", required=True, metavar="|".join(sorted(TARGETS)),
+@click.option("--target", "-t", required=True, type=click.Choice(sorted(TARGETS)),
               help="Board the bundle is for; fixes the ONNX opset and what precisions are allowed.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Bundle directory to write (NAME.jetgen).")
-@click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|int8",
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
               help="fp16: half-precision arithmetic; int8: static QDQ calibrated on training data.")
 @click.option("--calib-samples", type=int, default=500, show_default=True,
               help="Training examples used to calibrate int8.")
@@ -37,8 +38,7 @@ def export(run, target, out, precision, calib_samples, max_batch, force, as_json
     seconds = time.time() - started
     report = _check(out, target)
     if as_json:
-        click.echo(json.dumps({"bundle": out, "seconds": round(seconds, 2), "manifest": manifest,
-                               "check": report}, indent=2))
+        emit_json({"bundle": out, "seconds": round(seconds, 2), "manifest": manifest, "check": report})
         return
     click.echo(summary_table(manifest, report, parity_ok))
     if manifest.get("quality"):
@@ -81,19 +81,15 @@ def _status(graph, entry, report, parity_ok):
 
 def summary_table(manifest, report, parity_ok):
     """One row per graph: file, size, opset, precision, inputs, parity, status."""
-    head = ("graph", "file", "size", "opset", "prec", "inputs", "parity (abs / rel)", "status")
-    rows = [head]
+    rows = []
     for name, entry in manifest["graphs"].items():
         inputs = ", ".join("{}{}".format(t["name"], tuple(t["shape"][1:]) if len(t["shape"]) > 2
                                          else "({})".format(t["shape"][1]) if len(t["shape"]) == 2 else "")
                            for t in entry["inputs"])
         parity = "{:.1e} / {:.1e}".format(entry["parity"]["max_abs"], entry["parity"]["max_rel"])
-        rows.append((name, entry["file"], _size(entry["bytes"]), str(entry["opset"]), entry["precision"],
+        rows.append((name, entry["file"], human_size(entry["bytes"]), str(entry["opset"]), entry["precision"],
                      inputs, parity, _status(name, entry, report, parity_ok)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return table(("graph", "file", "size", "opset", "prec", "inputs", "parity (abs / rel)", "status"), rows)
 
 
 def quality_lines(quality):
@@ -108,10 +104,3 @@ def quality_lines(quality):
             lines.append("  {:<27} fp32 {:.4g}  {} {:.4g}  (delta {:+.3g}; {})".format(
                 key.replace("_", " "), row["fp32"], prec, row[prec], row["delta"], row["unit"]))
     return "\n".join(lines)
-
-
-def _size(n):
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return "{:.0f} {}".format(n, unit) if unit == "B" else "{:.1f} {}".format(n, unit)
-        n /= 1024.0

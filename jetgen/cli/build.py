@@ -8,29 +8,19 @@
 Without TensorRT it exits non-zero with a sentence saying where TensorRT comes from.
 Python 3.6 compatible; tensorrt and the CUDA bindings are imported only when the command runs.
 """
-import json
 import os
 
 import click
 
+from jetgen.cli.output import emit_json, human_size, table
 from jetgen.errors import JetgenError
 from jetgen.runtime.bundle import Bundle
-
-GRAPHS = ("decoder", "encoder", "latent_grad")
-
-
-def _size(nbytes):
-    if nbytes is None:
-        return "-"
-    if nbytes >= 1 << 20:
-        return "{:.1f} MB".format(nbytes / float(1 << 20))
-    return "{:.0f} kB".format(nbytes / 1024.0)
+from jetgen.spec import GRAPHS, PRECISIONS
 
 
 def format_table(rows):
     """The results as an aligned text table (graph, precision, engine, size, build s, status)."""
-    header = ("graph", "precision", "engine", "size", "build s", "status")
-    lines = [header]
+    lines = []
     for row in rows:
         status = row["status"]
         if status == "cached":
@@ -39,15 +29,13 @@ def format_table(rows):
             status = "{} ({})".format(status, row["reason"])
         seconds = row.get("build_seconds")
         lines.append((row["graph"], row.get("precision") or "-", row.get("engine_file") or "-",
-                      _size(row.get("bytes")), "-" if seconds is None else "{:.1f}".format(seconds), status))
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths)) + "  " + str(line[-1])
-                     for line in lines)
+                      human_size(row.get("bytes")), "-" if seconds is None else "{:.1f}".format(seconds), status))
+    return table(("graph", "precision", "engine", "size", "build s", "status"), lines)
 
 
 @click.command("build")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "auto"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS + ("auto",)), default="auto", show_default=True,
               help="Engine precision; auto picks int8 for QDQ graphs, else fp16 where the GPU has it.")
 @click.option("--graph", "which", type=click.Choice(GRAPHS + ("all",)), default="all", show_default=True,
               help="Which graph to build.")
@@ -57,9 +45,10 @@ def format_table(rows):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def build(bundle, precision, which, workspace_mb, force, as_json):
     """Build TensorRT engines for BUNDLE's graphs on this device (cached in BUNDLE/engines)."""
-    from jetgen.runtime import cuda_mem, trt_api, trt_build
+    from jetgen.runtime.backends.trt import cuda_mem, api as trt_api, build as trt_build, engine_cache
 
-    manifest = Bundle.open(bundle, verify=True).manifest
+    opened = Bundle.open(bundle, verify=True)
+    manifest = opened.manifest
     names = [g for g in GRAPHS if g in manifest["graphs"]] if which == "all" else [which]
     if which != "all" and which not in manifest["graphs"]:
         raise JetgenError("{} has no {} graph; it has: {}.".format(bundle, which, ", ".join(sorted(manifest["graphs"]))))
@@ -73,19 +62,18 @@ def build(bundle, precision, which, workspace_mb, force, as_json):
     rows = []
     for name in names:
         graph = manifest["graphs"][name]
-        onnx_path = os.path.join(bundle, graph["file"])
-        if not os.path.isfile(onnx_path):
-            raise JetgenError("{} lists {} but the file is missing; copy the whole bundle directory.".format(
-                bundle, graph["file"]))
+        onnx_path = opened.graph_path(name)
         result = trt_build.ensure_engine(onnx_path, graph, bundle, precision, device,
                                          workspace_mb=workspace_mb, force=force)
         result.pop("engine_bytes", None)
         result["engine_file"] = os.path.relpath(result["engine"], bundle)
         rows.append(result)
 
+    # leftovers of interrupted builds (temporaries, engines without a sidecar) go; built engines stay
+    engine_cache.cleanup_engines(bundle)
     if as_json:
-        click.echo(json.dumps({"tensorrt": trt_api.format_version(trt.__version__), "gpu": device["name"],
-                               "sm": device["sm"], "engines": rows}, indent=2))
+        emit_json({"tensorrt": trt_api.format_version(trt.__version__), "gpu": device["name"],
+                   "sm": device["sm"], "engines": rows})
         return
     click.echo("TensorRT {} on {} (sm_{})".format(trt_api.format_version(trt.__version__), device["name"],
                                                   str(device["sm"]).replace(".", "")))

@@ -1,0 +1,90 @@
+"""``jetgen bench BUNDLE``: the command line over jetgen.bench.run (table, --json, --md, --chart)."""
+import click
+
+from jetgen.atomic import atomic_write_json, atomic_write_text
+from jetgen.bench import report, run
+from jetgen.cli.output import cell, emit_json, table
+from jetgen.errors import JetgenError
+from jetgen.runtime import backends as runtime_backends
+from jetgen.spec import PRECISIONS
+
+
+def _csv_choices(text, allowed, what):
+    values = [v.strip() for v in str(text).split(",") if v.strip()]
+    for value in values:
+        if value not in allowed:
+            raise JetgenError("Unknown {} {!r}; choose from {}.".format(what, value, ", ".join(allowed)))
+    return values
+
+
+def _csv_ints(text, what):
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise JetgenError("{} must be a comma-separated list of whole numbers, not {!r}.".format(what, text))
+    if not values or min(values) < 1:
+        raise JetgenError("{} must hold positive whole numbers.".format(what))
+    return values
+
+
+def format_table(result):
+    """A plain-text table, one row per measurement, Ultralytics style."""
+    header = ["task", "backend", "prec", "batch", "mean ms", "p50 ms", "p90 ms", "p99 ms", "std ms", "items/s",
+              "vs torch", "status"]
+    rows = []
+    for r in result["rows"]:
+        vs = r.get("vs_torch")
+        rows.append([r["task"], r["backend"], r["precision"], cell(r.get("batch")), cell(r.get("mean_ms")),
+                      cell(r.get("p50_ms")), cell(r.get("p90_ms")), cell(r.get("p99_ms")), cell(r.get("std_ms")),
+                      cell(r.get("throughput")), "{:.2f}x".format(vs) if vs else "-", r["status"]])
+    return table(header, rows)
+
+
+@click.command("bench")
+@click.argument("bundle", type=click.Path())
+@click.option("--backend", "backends", default="torch,ort", show_default=True,
+              help="Comma-separated: torch (eager reference), ort, trt.")
+@click.option("--precision", "precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, int8.")
+@click.option("--batch-sizes", default="1,8,64,256", show_default=True, help="Decode batch sizes.")
+@click.option("--sample-batch", default=1024, show_default=True, type=int, help="Batch for the sample task.")
+@click.option("--complete-batch", default=64, show_default=True, type=int)
+@click.option("--complete-steps", default=100, show_default=True, type=int)
+@click.option("--tasks", default=",".join(run.TASKS), show_default=True)
+@click.option("--warmup", default=5, show_default=True, type=int)
+@click.option("--min-time", default=1.0, show_default=True, type=float, help="Seconds of timed calls per measurement.")
+@click.option("--max-iters", default=1000, show_default=True, type=int)
+@click.option("--run", "run_dir", default=None, help="Run directory for the torch reference (default: the bundle's provenance).")
+@click.option("--threads", default=None, type=int, help="CPU threads for torch and ONNX Runtime (default: their own).")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--md", "md_path", default=None, help="Write a markdown results file.")
+@click.option("--chart", "chart_path", default=None, help="Write a PNG chart of latency against batch.")
+@click.option("--out-json", "json_path", default=None, help="Write the JSON results to a file.")
+def bench(bundle, backends, precisions, batch_sizes, sample_batch, complete_batch, complete_steps, tasks, warmup,
+          min_time, max_iters, run_dir, threads, no_memory, as_json, md_path, chart_path, json_path):
+    """Benchmark BUNDLE: latency, throughput and memory per backend against PyTorch eager."""
+    backend_list = _csv_choices(backends, ("torch",) + tuple(runtime_backends.names()), "backend")
+    precision_list = _csv_choices(precisions, PRECISIONS, "precision")
+    if min(sample_batch, complete_batch, complete_steps, max_iters) < 1 or warmup < 0 or min_time < 0:
+        raise JetgenError("Batch sizes, steps and iteration counts must be positive.")
+    progress = None if as_json else (lambda msg: click.echo("benchmarking {} ...".format(msg), err=True))
+    result = run.run_benchmark(bundle, backend_list, precision_list, _csv_ints(batch_sizes, "--batch-sizes"),
+                           sample_batch, complete_batch, complete_steps, warmup=warmup, min_time=min_time,
+                           max_iters=max_iters, run_dir=run_dir, threads=threads, memory=not no_memory,
+                           tasks=[t.strip() for t in tasks.split(",") if t.strip()], progress=progress)
+    if json_path:
+        atomic_write_json(json_path, result)
+    if md_path:
+        atomic_write_text(md_path, report.format_markdown(result))
+    if chart_path:
+        report.write_chart(result, chart_path)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(format_table(result))
+    mem = result["memory"]
+    if mem:
+        click.echo("peak memory: jetgen sample {} MB, import torch {} MB".format(
+            cell(mem.get("jetgen_sample_mb")), cell(mem.get("import_torch_mb"))))
+    for note in result["notes"]:
+        click.echo("note: " + note)

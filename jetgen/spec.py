@@ -1,0 +1,424 @@
+"""The bundle format in one place: what a bundle may hold and the one reader that checks it.
+
+Everything that reads a bundle (the runtime's ``Bundle``, ``jetgen check``, ``jetgen build``,
+``jetgen info``, ``jetgen serve``) goes through :func:`read_manifest`, and everything that writes
+one (the exporter) takes its names from here: model kinds, graphs and their interface tensors,
+precisions, prior families and their parameters, batch ranges. docs/bundle.md describes the same
+format for people. Standard library only, Python 3.6 compatible (it runs on the device).
+
+Reading trusts nothing: the manifest's size, JSON nesting, every field's type and range, file
+names (plain names inside the bundle, never through a link that leaves it) and interface shapes
+are checked before any value is used; each problem raises ``JetgenError`` with one sentence.
+"""
+import json
+import os
+
+from jetgen.errors import JetgenError
+
+FORMAT = "jetgen-bundle"
+FORMAT_VERSION = 1  # what the exporter writes
+FORMAT_VERSIONS = (1,)  # what readers accept
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # a manifest is a few kB; refuse to parse anything huge
+MAX_JSON_DEPTH = 32  # a real manifest nests 5 deep; deeper input is refused before json recurses
+MAX_BATCH = 1 << 20  # no graph is declared for more than a million examples per call
+MAX_TENSOR_ELEMENTS = 1 << 26  # per example (a 8192x8192 RGB image is 2e8: refused)
+
+KINDS = ("vae", "cvae", "ad", "vad")  # model kinds a bundle may declare
+GRAPHS = ("decoder", "encoder", "latent_grad")  # in bundle order
+PRECISIONS = ("fp32", "fp16", "int8")
+LIKELIHOODS = ("bernoulli", "gaussian")
+# prior family -> its parameters, each a vector of latent_dim numbers (jetgen.runtime.priors does the maths)
+PRIOR_FAMILIES = {"gaussian": ("mean", "std"), "exponential": ("rate",), "uniform": ("low", "high")}
+# how each family's parameters must be ordered or signed, as (parameter, rule) for error messages
+_PRIOR_RULES = {
+    "gaussian": lambda p: None if min(p["std"]) > 0 else "a std that is not positive",
+    "exponential": lambda p: None if min(p["rate"]) > 0 else "a rate that is not positive",
+    "uniform": lambda p: None if all(lo < hi for lo, hi in zip(p["low"], p["high"])) else "low >= high somewhere",
+}
+
+
+# -- interfaces ----------------------------------------------------------------------------------
+
+def input_names(graph, conditional):
+    """The input tensor names of ``graph``, in order (``y`` last, for conditional models)."""
+    label = ["y"] if conditional else []
+    return {"decoder": ["z"] + label, "encoder": ["x"] + label,
+            "latent_grad": ["z", "target", "mask"] + label}[graph]
+
+
+def output_names(graph):
+    return {"decoder": ["x"], "encoder": ["mu", "logvar"], "latent_grad": ["loss", "grad"]}[graph]
+
+
+def expected_interface(graph, latent_dim, n_labels, output_shape):
+    """The tensors the format fixes for ``graph``: (inputs, outputs), each a list of (name, shape after batch)."""
+    out = list(output_shape)
+    shapes = {"z": [latent_dim], "y": [n_labels], "x": out, "mu": [latent_dim], "logvar": [latent_dim],
+              "target": out, "mask": out, "loss": [], "grad": [latent_dim]}
+    return ([(n, shapes[n]) for n in input_names(graph, bool(n_labels))],
+            [(n, shapes[n]) for n in output_names(graph)])
+
+
+def check_graph_interface(graph, entry, inputs, outputs):
+    """Compare a loaded graph's own tensors with its manifest entry.
+
+    ``inputs``/``outputs`` are lists of (name, shape) as the backend reports them, a shape entry
+    being an int or a symbolic name/None for dynamic axes. Raises JetgenError on a different name
+    set or a fixed dimension that disagrees.
+    """
+    for side, actual in (("inputs", inputs), ("outputs", outputs)):
+        declared = dict((t["name"], t["shape"]) for t in entry[side])
+        found = dict((name, list(shape) if shape is not None else None) for name, shape in actual)
+        if set(declared) != set(found):
+            raise JetgenError("The {} graph's {} are {} but the manifest says {}; the graph file does "
+                              "not belong to this manifest.".format(graph, side, sorted(found), sorted(declared)))
+        for name, shape in declared.items():
+            real = found[name]
+            if real is None:
+                continue
+            if len(real) != len(shape):
+                raise JetgenError("The {} graph's tensor {!r} has {} dimensions but the manifest says {}."
+                                  .format(graph, name, len(real), len(shape)))
+            for want, got in zip(shape, real):
+                if isinstance(want, int) and isinstance(got, int) and got > 0 and want != got:
+                    raise JetgenError("The {} graph's tensor {!r} has shape {} but the manifest says {}."
+                                      .format(graph, name, real, shape))
+
+
+# -- field checks --------------------------------------------------------------------------------
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value == value and value not in (float("inf"), float("-inf")))
+
+
+def need(mapping, key, kind, where):
+    """``mapping[key]`` when present and of type ``kind`` (int excludes bool); JetgenError otherwise."""
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise JetgenError("The manifest lacks {}; re-export the bundle.".format(where))
+    value = mapping[key]
+    if kind is int and not is_int(value):
+        raise JetgenError("The manifest's {} must be an integer, not {!r}.".format(where, value))
+    if kind is not int and not isinstance(value, kind):
+        raise JetgenError("The manifest's {} has the wrong type ({!r}); re-export the bundle.".format(
+            where, _short(value)))
+    return value
+
+
+def optional(mapping, key, kind, where):
+    """``mapping[key]`` when present and not None, checked like :func:`need`; None when absent."""
+    if mapping.get(key) is None:
+        return None
+    return need(mapping, key, kind, where)
+
+
+class _Shown(str):
+    """Text already in repr form: formatting it with {!r} shows it unchanged."""
+
+    def __repr__(self):
+        return str(self)
+
+
+def _short(value):
+    """repr(value), cut to 60 characters, for messages (works with {} and {!r} alike)."""
+    text = repr(value)
+    return _Shown(text if len(text) <= 60 else text[:57] + "...")
+
+
+def float_list(values, length, where):
+    if not isinstance(values, list) or len(values) != length:
+        raise JetgenError("The manifest's {} must be a list of {} numbers.".format(where, length))
+    for v in values:
+        if not _number(v):
+            raise JetgenError("The manifest's {} holds {!r}, not a finite number.".format(where, _short(v)))
+    return [float(v) for v in values]
+
+
+def check_file_name(name, where):
+    """Raise JetgenError unless ``name`` is a plain file name (no directories, no ``..``)."""
+    if not isinstance(name, str) or not name:
+        raise JetgenError("The manifest gives {} no file name; re-export the bundle.".format(where))
+    if ("/" in name or "\\" in name or "\x00" in name or name in (".", "..")
+            or os.path.isabs(name) or ":" in name or len(name) > 255):
+        raise JetgenError("The manifest names {!r} for {}, which is not a plain file name inside the "
+                          "bundle; refusing to read it (re-export the bundle).".format(_short(name), where))
+    return name
+
+
+def check_precision(value, where):
+    if value not in PRECISIONS:
+        raise JetgenError("The manifest's {} is {!r}; expected one of {}.".format(
+            where, _short(value), ", ".join(PRECISIONS)))
+    return value
+
+
+def batch_range(entry, where="a graph", required=False):
+    """The entry's batch range as {"min", "opt", "max"} (ints, 1 <= min <= opt <= max <= MAX_BATCH).
+
+    A missing ``opt`` becomes min(64, max); a missing ``max`` means no upper bound is declared
+    (returned as None when ``required`` is false). Returns None for an entry without a range unless
+    ``required``. JetgenError for anything malformed.
+    """
+    batch = entry.get("batch")
+    if batch is None:
+        if required:
+            raise JetgenError("The manifest's {} has no batch range (min/opt/max); re-export the bundle.".format(where))
+        return None
+    if not isinstance(batch, dict):
+        raise JetgenError("The manifest's batch range of {} must be an object with min, opt and max, not {!r}."
+                          .format(where, _short(batch)))
+    lo, hi, opt = batch.get("min", 1), batch.get("max"), batch.get("opt")
+    if required and hi is None:
+        raise JetgenError("The manifest's {} has no batch.max; re-export the bundle.".format(where))
+    ok = is_int(lo) and 1 <= lo <= MAX_BATCH and (hi is None or (is_int(hi) and lo <= hi <= MAX_BATCH))
+    if ok and opt is not None:
+        ok = is_int(opt) and lo <= opt <= (hi if hi is not None else MAX_BATCH)
+    if not ok:
+        raise JetgenError("The manifest's batch range {} for {} is not valid: it needs whole numbers with "
+                          "1 <= min <= opt <= max <= {}.".format(_short(batch), where, MAX_BATCH))
+    if opt is None:
+        opt = min(64, hi) if hi is not None else max(lo, 64)
+    return {"min": lo, "opt": max(lo, opt), "max": hi}
+
+
+# -- the manifest --------------------------------------------------------------------------------
+
+def _check_tensors(graph, entry, side, expected):
+    tensors = need(entry, side, list, "graphs.{}.{}".format(graph, side))
+    declared = {}
+    for t in tensors:
+        name = need(t, "name", str, "a tensor name in graphs.{}.{}".format(graph, side))
+        if t.get("dtype", "float32") != "float32":
+            raise JetgenError("The {} graph's tensor {!r} is {}, but every interface tensor must be float32."
+                              .format(graph, name, _short(t.get("dtype"))))
+        declared[name] = need(t, "shape", list, "graphs.{}.{}[{}].shape".format(graph, side, name))
+    want = dict(expected)
+    if set(declared) != set(want):
+        raise JetgenError("The {} graph's {} are {} in the manifest, but this model needs {}; re-export "
+                          "the bundle.".format(graph, side, sorted(declared), sorted(want)))
+    for name, rest in want.items():
+        shape = declared[name]
+        if len(shape) != 1 + len(rest) or list(shape[1:]) != list(rest):
+            raise JetgenError("The {} graph's tensor {!r} has shape {} in the manifest, expected {}."
+                              .format(graph, name, _short(shape), ["batch"] + list(rest)))
+
+
+def check_graph_entry(graph, entry):
+    """Check the file-level fields of one graph entry (file, sha256, bytes, opset, precision, batch,
+    parity); return a copy with ``batch`` normalised. Used alone by ``jetgen check``, which also reads
+    minimal hand-written manifests, and by :func:`check_manifest`."""
+    if not isinstance(entry, dict):
+        raise JetgenError("The manifest's graphs.{} is not an object.".format(graph))
+    check_file_name(entry.get("file"), "the {} graph".format(graph))
+    sha = optional(entry, "sha256", str, "graphs.{}.sha256".format(graph))
+    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
+        raise JetgenError("The manifest's graphs.{}.sha256 is not a sha256 hex digest.".format(graph))
+    size = optional(entry, "bytes", int, "graphs.{}.bytes".format(graph))
+    if size is not None and size < 0:
+        raise JetgenError("The manifest's graphs.{}.bytes is negative.".format(graph))
+    opset = optional(entry, "opset", int, "graphs.{}.opset".format(graph))
+    if opset is not None and not 1 <= opset <= 1000:
+        raise JetgenError("The manifest's graphs.{}.opset {} is not an ONNX opset.".format(graph, opset))
+    if entry.get("precision") is not None:
+        check_precision(entry["precision"], "graphs.{}.precision".format(graph))
+    parity = optional(entry, "parity", dict, "graphs.{}.parity".format(graph))
+    for key in ("max_abs", "max_rel"):
+        if parity is not None and parity.get(key) is not None and not _number(parity[key]):
+            raise JetgenError("The manifest's graphs.{}.parity.{} is not a number.".format(graph, key))
+    entry = dict(entry)
+    entry["batch"] = batch_range(entry, "the {} graph".format(graph))
+    return entry
+
+
+def _check_prior(prior, latent_dim):
+    family = need(prior, "family", str, "model.prior.family")
+    if family not in PRIOR_FAMILIES:
+        raise JetgenError("The manifest's prior family {!r} is unknown to this runtime (known: {}); "
+                          "update jetgen.".format(_short(family), ", ".join(sorted(PRIOR_FAMILIES))))
+    params = need(prior, "params", dict, "model.prior.params")
+    out = dict((key, float_list(params.get(key), latent_dim, "model.prior.params.{}".format(key)))
+               for key in PRIOR_FAMILIES[family])
+    problem = _PRIOR_RULES[family](out)
+    if problem:
+        raise JetgenError("The manifest's {} prior has {}.".format(family, problem))
+    return {"family": family, "params": out}
+
+
+def _check_likelihood(model):
+    lik = model.get("likelihood")
+    if lik is None:
+        return {"name": "bernoulli", "sigma": None}
+    if not isinstance(lik, dict):
+        raise JetgenError("The manifest's model.likelihood must be an object with a name, not {!r}.".format(_short(lik)))
+    name = need(lik, "name", str, "model.likelihood.name")
+    if name not in LIKELIHOODS:
+        raise JetgenError("The manifest's likelihood {!r} is unknown (known: {}).".format(
+            _short(name), ", ".join(LIKELIHOODS)))
+    sigma = lik.get("sigma")
+    if name == "gaussian" and not (_number(sigma) and sigma > 0):
+        raise JetgenError("The manifest's gaussian likelihood needs a positive sigma, not {!r}.".format(_short(sigma)))
+    return {"name": name, "sigma": float(sigma) if name == "gaussian" else None}
+
+
+def _check_model(model):
+    model = dict(need({"model": model}, "model", dict, "the model section"))
+    kind = need(model, "kind", str, "model.kind")
+    if kind not in KINDS:
+        raise JetgenError("The manifest's model kind {!r} is unknown (known: {}).".format(_short(kind), ", ".join(KINDS)))
+    d = need(model, "latent_dim", int, "model.latent_dim")
+    if not 1 <= d <= 65536:
+        raise JetgenError("The manifest's model.latent_dim must be from 1 to 65536, not {}.".format(d))
+    model["conditional"] = need(model, "conditional", bool, "model.conditional")
+    labels = model.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(labels) > 65536:
+        raise JetgenError("The manifest's model.labels must be a list of strings.")
+    if model["conditional"] and len(labels) < 1:
+        raise JetgenError("The manifest says the model is conditional but lists no labels.")
+    model["labels"] = list(labels) if model["conditional"] else []
+    output = dict(need(model, "output", dict, "model.output"))
+    shape = need(output, "shape", list, "model.output.shape")
+    if len(shape) != 3 or not all(is_int(s) and s > 0 for s in shape):
+        raise JetgenError("The manifest's model.output.shape must be three positive integers (C, H, W).")
+    if shape[0] * shape[1] * shape[2] > MAX_TENSOR_ELEMENTS:
+        raise JetgenError("The manifest's model.output.shape {} is larger than this runtime accepts ({} values "
+                          "per example).".format(shape, MAX_TENSOR_ELEMENTS))
+    output["range"] = float_list(output.get("range", [0.0, 1.0]), 2, "model.output.range")
+    if not output["range"][0] < output["range"][1]:
+        raise JetgenError("The manifest's model.output.range must be [low, high] with low < high.")
+    model["output"] = output
+    model["likelihood"] = _check_likelihood(model)
+    model["prior"] = _check_prior(need(model, "prior", dict, "model.prior"), d)
+    return model
+
+
+def check_manifest(manifest):
+    """Check a parsed manifest against the format; return it with normalised model and graph fields.
+
+    Raises JetgenError on an unknown format or version, a missing or ill-typed field, a prior whose
+    parameters do not fit the latent size, a file name outside the bundle, interface tensors that
+    differ from docs/bundle.md, or a bad batch range.
+    """
+    check_format(manifest)
+    model = _check_model(manifest.get("model"))
+    graphs = need(manifest, "graphs", dict, "the graphs section")
+    if "decoder" not in graphs:
+        raise JetgenError("The manifest lists no decoder graph; re-export the bundle.")
+    checked = {}
+    n_labels = len(model["labels"]) if model["conditional"] else 0
+    for name, entry in graphs.items():
+        if name not in GRAPHS:
+            raise JetgenError("The manifest lists an unknown graph {!r} (known: {}).".format(_short(name), ", ".join(GRAPHS)))
+        entry = check_graph_entry(name, entry)
+        for key in ("sha256", "bytes"):
+            need(entry, key, str if key == "sha256" else int, "graphs.{}.{}".format(name, key))
+        inputs, outputs = expected_interface(name, model["latent_dim"], n_labels, model["output"]["shape"])
+        _check_tensors(name, entry, "inputs", inputs)
+        _check_tensors(name, entry, "outputs", outputs)
+        if entry["batch"] is None:
+            entry["batch"] = {"min": 1, "opt": 64, "max": None}
+        checked[name] = entry
+    manifest = dict(manifest)
+    for key in ("provenance", "versions", "quality", "target"):
+        optional(manifest, key, dict, key)
+    if manifest.get("precision") is not None:
+        check_precision(manifest["precision"], "precision")
+    manifest["model"] = model
+    manifest["graphs"] = checked
+    return manifest
+
+
+def check_format(manifest):
+    """JetgenError unless ``manifest`` is a dict of this format at a version this reader knows."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise JetgenError("This is not a jetgen bundle manifest (\"format\" is not {!r}).".format(FORMAT))
+    version = manifest.get("format_version")
+    if isinstance(version, bool) or version not in FORMAT_VERSIONS:
+        raise JetgenError("The bundle has format_version {!r}, which this jetgen does not read (it reads {}); "
+                          "update jetgen or re-export the bundle.".format(
+                              _short(version), ", ".join(map(str, FORMAT_VERSIONS))))
+    return manifest
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def inside(bundle_dir, name, where="a file"):
+    """Path of plain file ``name`` in ``bundle_dir``; JetgenError when it is a link leading outside."""
+    check_file_name(name, where)
+    full = os.path.join(bundle_dir, name)
+    if os.path.dirname(os.path.realpath(full)) != os.path.realpath(bundle_dir):
+        raise JetgenError("{} points outside the bundle; refusing to read it.".format(full))
+    return full
+
+
+def _json_depth_ok(text, limit=MAX_JSON_DEPTH):
+    """True when brackets outside strings never nest deeper than ``limit`` (checked before parsing,
+    so a hostile file cannot make the parser recurse)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def load_json(path, what="manifest"):
+    """Parse a small JSON file safely: size and nesting bounded, one sentence on any problem."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_MANIFEST_BYTES:
+            raise JetgenError("{} is {} bytes, too large to be a {} (limit {}).".format(
+                path, size, what, MAX_MANIFEST_BYTES))
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_MANIFEST_BYTES + 1).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise JetgenError("Cannot read {}: {}; the {} is damaged, re-export the bundle.".format(path, err, what))
+    if not _json_depth_ok(text):
+        raise JetgenError("{} nests deeper than {} levels; it is not a jetgen {}.".format(path, MAX_JSON_DEPTH, what))
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise JetgenError("Cannot read {}: {}; the {} is damaged, re-export the bundle.".format(path, err, what))
+
+
+def read_manifest(bundle_dir, full=True):
+    """The checked manifest of the bundle directory ``bundle_dir``.
+
+    ``full`` checks the whole format (the runtime's needs); ``full=False`` only the format, version
+    and each graph entry's file-level fields (``jetgen check`` accepts minimal hand-written
+    manifests). JetgenError with one sentence for a missing directory or manifest, a manifest that
+    is a link out of the bundle, unreadable or hostile JSON, or any broken rule.
+    """
+    bundle_dir = os.path.abspath(os.fspath(bundle_dir))
+    if not os.path.isdir(bundle_dir):
+        raise JetgenError("No bundle directory at {}; give the path of a NAME.jetgen directory.".format(bundle_dir))
+    path = os.path.join(bundle_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise JetgenError("{} has no {}; it is not a jetgen bundle.".format(bundle_dir, MANIFEST))
+    inside(bundle_dir, MANIFEST, "the manifest")
+    manifest = load_json(path)
+    if full:
+        return check_manifest(manifest)
+    check_format(manifest)
+    graphs = need(manifest, "graphs", dict, "the graphs section")
+    if not graphs:
+        raise JetgenError("{} lists no graphs; re-export the bundle.".format(path))
+    manifest = dict(manifest)
+    manifest["graphs"] = dict((name, check_graph_entry(str(name), entry)) for name, entry in graphs.items())
+    return manifest
