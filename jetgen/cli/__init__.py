@@ -62,7 +62,11 @@ class LazyGroup(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, context_settings={"auto_envvar_prefix": "JETGEN"})
 @click.version_option(__version__, prog_name="jetgen")
 def main():
-    """jetgen: train latent generative models, export them, run them on Jetson boards."""
+    """jetgen: train latent generative models, export them, run them on Jetson boards.
+
+    Every option can also come from the environment: JETGEN_<COMMAND>_<OPTION>, e.g.
+    JETGEN_SAMPLE_BACKEND=trt. Shell completion: eval "$(_JETGEN_COMPLETE=bash_source jetgen)".
+    """

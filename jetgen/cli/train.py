@@ -3,14 +3,16 @@ import sys
 
 import click
 
-from jetgen.models import ARCHS, DEFAULT_ARCH, MODEL_KINDS
+from jetgen.models import MODEL_KINDS, kind_class
 from jetgen.models.families import FAMILIES
 from jetgen.models.likelihoods import LIKELIHOODS
+from jetgen.train.config import DEFAULTS, DEVICES
 from jetgen.train.data import DATASETS
 from jetgen.train.schedules import KL_SCHEDULES
-from jetgen.train.trainer import DEFAULTS
 
-_ARCH_CHOICES = sorted({a for archs in ARCHS.values() for a in archs})
+_KINDS = [kind_class(k) for k in MODEL_KINDS]
+_ARCH_CHOICES = sorted({a for cls in _KINDS for a in cls.archs})
+_AUTO = "chosen from the data set's size; the first log line says what and why"
 
 
 @click.command("train")
@@ -24,21 +26,23 @@ _ARCH_CHOICES = sorted({a for archs in ARCHS.values() for a in archs})
 @click.option("--out", type=click.Path(), default=None, help="Run directory to create.")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--force", is_flag=True, help="Replace an existing --out run directory.")
-@click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS["epochs"], show_default=True,
-              help="Total epochs (with --resume: the new total).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Total epochs (with --resume: the new total) [default: {}].".format(_AUTO))
 @click.option("--latent-dim", type=click.IntRange(min=1), default=None,
               help="Latent size [default: 10 for mlp, 32 for conv and dcgan].")
 @click.option("--arch", type=click.Choice(_ARCH_CHOICES), default=None,
               help="Network: mlp|conv for vae/cvae, dcgan|mlp|conv for ad/vad [default: {}].".format(
-                  ", ".join("{} {}".format(a, k) for k, a in DEFAULT_ARCH.items())))
-@click.option("--hidden", default="500", show_default=True, help="MLP hidden sizes, comma-separated.")
-@click.option("--channels", default="512,256,128", show_default=True, help="DCGAN decoder channels.")
+                  ", ".join("{} {}".format(cls.archs[0], cls.kind) for cls in _KINDS)))
+@click.option("--hidden", default=",".join(map(str, DEFAULTS["hidden"])), show_default=True,
+              help="MLP hidden sizes, comma-separated.")
+@click.option("--channels", default=",".join(map(str, DEFAULTS["channels"])), show_default=True,
+              help="DCGAN decoder channels.")
 @click.option("--family", type=click.Choice(FAMILIES), default=DEFAULTS["family"], show_default=True,
               help="Latent family (vad).")
 @click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=DEFAULTS["likelihood"], show_default=True)
-@click.option("--sigma", type=float, default=DEFAULTS["sigma"], show_default=True,
+@click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["sigma"], show_default=True,
               help="Pixel std of the gaussian likelihood.")
-@click.option("--beta", type=float, default=DEFAULTS["beta"], show_default=True,
+@click.option("--beta", type=click.FloatRange(min=0), default=DEFAULTS["beta"], show_default=True,
               help="KL weight; 0 trains a plain autoencoder.")
 @click.option("--kl-schedule", type=click.Choice(KL_SCHEDULES), default=DEFAULTS["kl_schedule"], show_default=True)
 @click.option("--warmup-delay", type=click.IntRange(min=0), default=DEFAULTS["warmup_delay"], show_default=True,
@@ -53,13 +57,15 @@ _ARCH_CHOICES = sorted({a for archs in ARCHS.values() for a in archs})
               help="free-bits: KL floor in nats per latent dimension.")
 @click.option("--code-reg", type=click.FloatRange(min=0), default=DEFAULTS["code_reg"], show_default=True,
               help="ad: weight of |z|^2.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS["batch_size"], show_default=True,
-              help="Batch size per process.")
-@click.option("--lr", type=float, default=DEFAULTS["lr"], show_default=True, help="Adam learning rate.")
-@click.option("--latent-lr", type=float, default=DEFAULTS["latent_lr"], show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Batch size per process [default: {}].".format(_AUTO))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam learning rate [default: {}].".format(_AUTO))
+@click.option("--latent-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["latent_lr"],
+              show_default=True,
               help="Learning rate of the auto-decoder latent tables.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True)
-@click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default=DEFAULTS["device"], show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS["device"], show_default=True,
               help="auto: CUDA when present.")
 @click.option("--amp/--no-amp", default=DEFAULTS["amp"], show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")

@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from jetgen.errors import JetgenError
-from jetgen.models import DEFAULT_ARCH
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_TOL = 1e-4
@@ -92,7 +91,7 @@ class _Context(object):
         self.inf = inference_copy(self.model)
         self.graph_names = graph_names(self.inf)
         self.opset = int(row["opset_max"])
-        self.prior = _prior(self.model)
+        self.prior = self.model.manifest_prior()
         self.data = _load_data(run)
         self.labels = _labels(run.config, self.model)
         self.fp32 = {}  # graph -> fp32 ModelProto, for the quality table
@@ -127,16 +126,6 @@ def _labels(config, model):
     return [str(i) for i in range(model.num_classes)]
 
 
-def _prior(model):
-    """The manifest prior; for an auto-decoder a diagonal gaussian fitted to its latent table."""
-    if model.kind == "ad":
-        table = model.latents.weight.detach().double()
-        mean = table.mean(0)
-        std = table.std(0, unbiased=False).clamp_min(1e-6)
-        return {"family": "gaussian", "params": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}}
-    return model.prior_spec()
-
-
 def sample_prior(prior, n, rng):
     """numpy draws (n, D) float32 from a manifest prior spec: the runtime's own sampler, so parity
     and calibration data come from exactly the distribution the device samples."""
@@ -157,22 +146,15 @@ def _real_latents(ctx, x, y, sample=False, seed=0):
     import torch
 
     model = ctx.model
-    n = len(x)
     with torch.no_grad():
-        if model.kind in ("vae", "cvae"):
-            mu, logvar = model.encode(torch.from_numpy(x), torch.from_numpy(y) if y is not None else None)
-            if sample:
-                gen = torch.Generator().manual_seed(seed)
-                mu = mu + torch.randn(mu.shape, generator=gen) * torch.exp(0.5 * logvar)
-            return mu.numpy().astype(np.float32)
-        if model.kind == "ad":
-            return model.latents.weight[:n].detach().numpy().astype(np.float32)
-        params = model.params_table.weight[:n].detach()
+        table = model.train_latents(len(x), sample=sample, seed=seed)
+        if table is not None:
+            return table.numpy().astype(np.float32)
+        mu, logvar = model.encode(torch.from_numpy(x), torch.from_numpy(y) if y is not None else None)
         if sample:
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                return model.family.rsample(params).numpy().astype(np.float32)
-        return model.family.mean(params).numpy().astype(np.float32)
+            gen = torch.Generator().manual_seed(seed)
+            mu = mu + torch.randn(mu.shape, generator=gen) * torch.exp(0.5 * logvar)
+        return mu.numpy().astype(np.float32)
 
 
 def _split(ctx, split, n=None):
@@ -191,7 +173,7 @@ def _parity_feeds(ctx, graph):
     model = ctx.model
     shape = tuple(model.image_shape)
     x_test, y_test = _split(ctx, "test", 64)
-    if model.kind in ("ad", "vad"):
+    if not model.has_encoder:  # table latents belong to training examples
         x_train, y_train = _split(ctx, "train", 64)
         z_real = _real_latents(ctx, x_train, y_train)
     else:
@@ -406,7 +388,7 @@ def _quality(ctx):
         if model.conditional else None
     z_prior = sample_prior(ctx.prior, len(x), rng)
     worst = float(np.max(np.abs(decode("fp32", z_prior, prior_labels) - decode("reduced", z_prior, prior_labels))))
-    if model.kind in ("vae", "cvae"):
+    if model.has_encoder:
         z_test = _real_latents(ctx, x, y)
         worst = max(worst, float(np.max(np.abs(decode("fp32", z_test, y) - decode("reduced", z_test, y)))))
         eps = np.random.RandomState(1).standard_normal((len(x), model.latent_dim)).astype(np.float32)
@@ -556,7 +538,7 @@ def _manifest(ctx, out, graphs, quality):
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": {
             "kind": model.kind,
-            "arch": ctx.run.config.get("arch") or DEFAULT_ARCH[model.kind],
+            "arch": ctx.run.config.get("arch") or model.archs[0],
             "latent_dim": model.latent_dim,
             "conditional": bool(model.conditional),
             "labels": ctx.labels,

@@ -1,11 +1,24 @@
 """Torch modules for the model kinds, their likelihoods and latent families.
 
-``build_model(config)`` is the one way to make a model from a run's ``config.json``.
+``build_model(config)`` is the one way to make a model from a run's ``config.json``; ``kind_class``
+gives a kind's class (what it accepts and how it behaves). The tables below are derived from the
+classes in jetgen.models.latent_models, so a new kind is a new class registered in ``_kinds``.
 """
-MODEL_KINDS = ("vae", "cvae", "ad", "vad")
-DEFAULT_ARCH = {"vae": "mlp", "cvae": "mlp", "ad": "dcgan", "vad": "dcgan"}
-ARCHS = {"vae": ("mlp", "conv"), "cvae": ("mlp", "conv"), "ad": ("dcgan", "mlp", "conv"),
-         "vad": ("dcgan", "mlp", "conv")}
+from jetgen.spec import KINDS as MODEL_KINDS  # noqa: F401  (a bundle declares the kind it was trained as)
+
+
+def _kinds():
+    from jetgen.models.latent_models import CVAE, VAE, AutoDecoder, VariationalAutoDecoder
+
+    return dict((cls.kind, cls) for cls in (VAE, CVAE, AutoDecoder, VariationalAutoDecoder))
+
+
+def kind_class(kind):
+    """The model class of ``kind``; ValueError naming the known kinds otherwise."""
+    kinds = _kinds()
+    if kind not in kinds:
+        raise ValueError("unknown model {!r}; choose one of: {}".format(kind, ", ".join(MODEL_KINDS)))
+    return kinds[kind]
 
 
 def build_model(config):
@@ -15,26 +28,9 @@ def build_model(config):
     channels (dcgan), family (vad), code_reg (ad), num_train (ad, vad).
     Raises ValueError naming the bad value.
     """
-    from jetgen.models.latent_models import CVAE, VAE, AutoDecoder, VariationalAutoDecoder
-
-    kind = config["model"]
-    if kind not in MODEL_KINDS:
-        raise ValueError("unknown model {!r}; choose one of: {}".format(kind, ", ".join(MODEL_KINDS)))
-    arch = config.get("arch") or DEFAULT_ARCH[kind]
-    if arch not in ARCHS[kind]:
+    cls = kind_class(config["model"])
+    arch = config.get("arch") or cls.archs[0]
+    if arch not in cls.archs:
         raise ValueError("architecture {!r} does not fit model {!r} (choose {})".format(
-            arch, kind, ", ".join(ARCHS[kind])))
-    common = dict(likelihood=config.get("likelihood", "bernoulli"), sigma=config.get("sigma", 0.1))
-    shape = tuple(config["image_shape"])
-    dim = int(config["latent_dim"])
-    hidden = tuple(config.get("hidden", (500,)))
-    if kind == "vae":
-        return VAE(shape, dim, arch=arch, hidden=hidden, **common)
-    if kind == "cvae":
-        return CVAE(shape, dim, num_classes=int(config["num_classes"]), arch=arch, hidden=hidden, **common)
-    channels = tuple(config.get("channels", (512, 256, 128)))
-    if kind == "ad":
-        return AutoDecoder(shape, dim, int(config["num_train"]), arch=arch, channels=channels, hidden=hidden,
-                           code_reg=config.get("code_reg", 1e-4), **common)
-    return VariationalAutoDecoder(shape, dim, int(config["num_train"]), family=config.get("family", "gaussian"),
-                                  arch=arch, channels=channels, hidden=hidden, **common)
+            arch, cls.kind, ", ".join(cls.archs)))
+    return cls.from_config(config)

@@ -1,5 +1,9 @@
 """Latent distribution families: the variational posterior q, its prior p, and KL(q || p).
 
+Each family is one class holding all of its maths: parameters and their initialisation,
+reparameterised sampling, mean, KL per dimension, log q, log p, prior sampling, the prior's inverse
+CDF (for manifold plots) and the prior's manifest entry (whose numpy twin is jetgen.runtime.priors).
+
 Each family is reparameterised so gradients flow to its parameters:
 - gaussian:    params (mu, logvar);  z = mu + eps * exp(logvar / 2);  prior N(0, 1)
 - exponential: params (k,) with rate lambda = exp(k);  z = -log(u) / lambda;  prior Exp(1)
@@ -8,10 +12,11 @@ Each family is reparameterised so gradients flow to its parameters:
 KL is returned per latent dimension, shape (B, D), so free bits can floor it per dimension.
 """
 import math
+from statistics import NormalDist
 
+import numpy as np
 import torch
 
-FAMILIES = ("gaussian", "exponential", "uniform")
 _EPS = 1e-6
 
 
@@ -51,6 +56,24 @@ class Gaussian:
     def prior_spec(dim):
         return {"family": "gaussian", "params": {"mean": [0.0] * dim, "std": [1.0] * dim}}
 
+    @classmethod
+    def log_q(cls, params, z):
+        mu, logvar = cls.split(params)
+        return log_normal(z, mu, logvar)
+
+    @staticmethod
+    def log_prior(z):
+        return (-0.5 * (math.log(2 * math.pi) + z ** 2)).sum(-1)
+
+    @staticmethod
+    def prior_icdf(u):
+        return np.array([NormalDist().inv_cdf(float(v)) for v in np.ravel(u)]).reshape(np.shape(u))
+
+    @classmethod
+    def sigma(cls, params):
+        """Posterior standard deviations (B, D): the posterior-collapse view of latent statistics."""
+        return torch.exp(0.5 * cls.split(params)[1])
+
 
 class Exponential:
     name = "exponential"
@@ -82,6 +105,23 @@ class Exponential:
     @staticmethod
     def prior_spec(dim):
         return {"family": "exponential", "params": {"rate": [1.0] * dim}}
+
+    @staticmethod
+    def log_q(params, z):
+        # q(z) = l exp(-l z), l = exp(k)
+        return (params - torch.exp(params) * z).sum(-1)
+
+    @staticmethod
+    def log_prior(z):
+        return (-z).sum(-1)
+
+    @staticmethod
+    def prior_icdf(u):
+        return -np.log1p(-np.asarray(u, dtype=float))
+
+    @staticmethod
+    def sigma(params):
+        return None
 
 
 class Uniform:
@@ -124,10 +164,31 @@ class Uniform:
     def prior_spec(dim):
         return {"family": "uniform", "params": {"low": [-1.0] * dim, "high": [1.0] * dim}}
 
+    @classmethod
+    def log_q(cls, params, z):
+        _, w = cls.interval(params)
+        return (-torch.log(2.0 * w)).sum(-1)
+
+    @staticmethod
+    def log_prior(z):
+        return torch.full(z.shape[:1], -z.shape[1] * math.log(2.0), dtype=z.dtype, device=z.device)
+
+    @staticmethod
+    def prior_icdf(u):
+        return 2.0 * np.asarray(u, dtype=float) - 1.0
+
+    @staticmethod
+    def sigma(params):
+        return None
+
+
+FAMILY_CLASSES = dict((cls.name, cls) for cls in (Gaussian, Exponential, Uniform))
+FAMILIES = tuple(FAMILY_CLASSES)
+
 
 def get_family(name):
     try:
-        return {"gaussian": Gaussian, "exponential": Exponential, "uniform": Uniform}[name]
+        return FAMILY_CLASSES[name]
     except KeyError:
         raise ValueError("unknown family {!r}".format(name))
 

@@ -1,4 +1,6 @@
 """Test-time latent inference: optimise latents (or variational parameters) with the decoder frozen.
+Each kind's own ``infer`` (jetgen.models.latent_models) chooses the start and the loss; this module
+holds what they share.
 
 - ``ad``:  z starts at the prior mean (zeros) and Adam minimises ``model.inference_loss`` (masked
   reconstruction NLL + code regulariser).
@@ -34,33 +36,22 @@ def frozen(model):
         model.train(was_training)
 
 
-def _check_kind(model, init):
-    kind = getattr(model, "kind", None)
-    if kind not in ("vae", "cvae", "ad", "vad"):
-        raise ValueError("infer_latents needs a jetgen latent model, got {!r}".format(type(model).__name__))
-    if init not in ("auto", "prior", "encoder"):
-        raise ValueError("init must be 'auto', 'prior' or 'encoder', got {!r}".format(init))
-    if init == "encoder" and not getattr(model, "has_encoder", False):
-        raise ValueError("init='encoder' needs a model with an encoder (vae, cvae), not {!r}".format(kind))
-    return kind
+def optimise(start, loss_fn, steps, lr):
+    """Adam on a copy of ``start`` minimising ``loss_fn(values).sum()`` for ``steps`` steps; the result
+    detached. Each row is an independent problem when ``loss_fn`` is a sum of per-row terms."""
+    values = start.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([values], lr=lr)
+    for _ in range(int(steps)):
+        opt.zero_grad()
+        loss_fn(values).sum().backward()
+        opt.step()
+    return values.detach()
 
 
 def infer_params(model, x, mask=None, steps=100, lr=1e-2, seed=0):
     """Variational parameters (B, P*D) of a ``vad`` model's family fitted to ``x`` by minimising the
     negative ELBO with the decoder frozen. Raises ValueError for other model kinds."""
-    if getattr(model, "kind", None) != "vad":
-        raise ValueError("infer_params is for variational auto-decoders (vad) only")
-    x = x.detach()
-    with frozen(model), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        init = model.family.init_params(x.shape[0], model.latent_dim, torch.Generator().manual_seed(seed))
-        params = init.to(x.device).requires_grad_(True)
-        opt = torch.optim.Adam([params], lr=lr)
-        for _ in range(int(steps)):
-            opt.zero_grad()
-            model.inference_loss(params, x, mask).sum().backward()
-            opt.step()
-    return params.detach()
+    return model.infer_params(x, mask=mask, steps=steps, lr=lr, seed=seed)
 
 
 def infer_latents(model, x, y=None, mask=None, steps=100, lr=1e-2, seed=0, init="auto"):
@@ -70,28 +61,10 @@ def infer_latents(model, x, y=None, mask=None, steps=100, lr=1e-2, seed=0, init=
     restricts the reconstruction term to observed pixels. ``init``: "auto" means zeros for ad, the
     family's init_params for vad and the encoder mean for vae/cvae; "prior" starts vae/cvae at zeros;
     "encoder" starts at the encoder mean. With ``steps=0`` the starting latent is returned.
-    Raises ValueError for an unknown model kind or an init the model cannot use.
+    Raises ValueError for something that is not a jetgen latent model or an init it cannot use.
     """
-    kind = _check_kind(model, init)
-    if kind == "vad":
-        return model.family.mean(infer_params(model, x, mask=mask, steps=steps, lr=lr, seed=seed))
-    x = x.detach()
-    if model.conditional and y is None:
-        raise ValueError("a conditional model needs labels y to infer latents")
-    with frozen(model), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if kind in ("vae", "cvae") and init in ("auto", "encoder"):
-            z0 = model.encode(x, y)[0]
-        else:
-            z0 = torch.zeros(x.shape[0], model.latent_dim, device=x.device)
-        z = z0.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=lr)
-        for _ in range(int(steps)):
-            opt.zero_grad()
-            if kind == "ad":
-                loss = model.inference_loss(z, x, mask)
-            else:
-                loss = model.nll(model.decode_logits(z, y), x, mask) + 0.5 * z.pow(2).sum(1)
-            loss.sum().backward()
-            opt.step()
-    return z.detach()
+    if not callable(getattr(model, "infer", None)) or getattr(model, "kind", None) is None:
+        raise ValueError("infer_latents needs a jetgen latent model, got {!r}".format(type(model).__name__))
+    if init not in ("auto", "prior", "encoder"):
+        raise ValueError("init must be 'auto', 'prior' or 'encoder', got {!r}".format(init))
+    return model.infer(x, y=y, mask=mask, steps=steps, lr=lr, seed=seed, init=init)

@@ -81,10 +81,11 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
         else:
             result.update(inference_steps=int(inference_steps), inference_lr=float(inference_lr),
                           recon_metric=metrics.RECON_METRIC)
-            infer = infer_params if kind == "vad" else infer_latents
+            # a variational table is fitted as q's parameters (an ELBO to report); a plain one as latents
+            infer = infer_params if model.variational else infer_latents
             start = _in_chunks(infer, model, x, steps=0, seed=seed)
             found = _in_chunks(infer, model, x, steps=inference_steps, lr=inference_lr, seed=seed)
-            if kind == "vad":
+            if model.variational:
                 params, z_start, means = found, model.family.mean(start), model.family.mean(found)
             else:
                 params, z_start, means = None, start, found
@@ -96,7 +97,7 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
             result.update(metrics.neg_elbo(model, x, y, params=params, seed=seed))
             result["iwae_nll"] = metrics.iwae_nll(model, x, y, params=params, k=iw_samples, seed=seed)
         result["active_units"], result["latent_variance"] = metrics.active_units(means)
-        if kind == "cvae":
+        if model.conditional:
             acc, clf_acc, per_label = metrics.conditional_accuracy(model, data.train_x, data.train_y, x, labels,
                                                                    seed=seed)
             result.update(cond_accuracy=acc, classifier_accuracy=clf_acc, cond_accuracy_per_label=per_label)

@@ -17,7 +17,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from jetgen.models.families import log_normal
 
 ACTIVE_THRESHOLD = 0.01
 
@@ -49,33 +48,6 @@ def posterior_params(model, x, y=None, params=None, batch_size=500):
             mu, logvar = model.encode(x[s], None if yh is None else yh[s])
             out.append(torch.cat([mu, logvar], 1))
     return torch.cat(out)
-
-
-def log_q(family, params, z):
-    """log q(z | params) summed over latent dimensions, for z drawn from q; shape (B,)."""
-    name = family.name
-    if name == "gaussian":
-        mu, logvar = params.chunk(2, dim=1)
-        return log_normal(z, mu, logvar)
-    if name == "exponential":
-        # q(z) = l exp(-l z), l = exp(k)
-        return (params - torch.exp(params) * z).sum(-1)
-    if name == "uniform":
-        _, w = family.interval(params)
-        return (-torch.log(2.0 * w)).sum(-1)
-    raise ValueError("no log density for family {!r}".format(name))
-
-
-def log_prior(family, z):
-    """log p(z) under the family's prior, summed over dimensions; shape (B,)."""
-    name = family.name
-    if name == "gaussian":
-        return (-0.5 * (math.log(2 * math.pi) + z ** 2)).sum(-1)
-    if name == "exponential":
-        return (-z).sum(-1)
-    if name == "uniform":
-        return torch.full(z.shape[:1], -z.shape[1] * math.log(2.0), dtype=z.dtype, device=z.device)
-    raise ValueError("no log density for family {!r}".format(name))
 
 
 def neg_elbo(model, x, y=None, params=None, samples=1, batch_size=500, seed=0):
@@ -121,7 +93,7 @@ def iwae_nll(model, x, y=None, params=None, k=100, batch_size=None, seed=0, max_
             y_rep = None if yh is None else yh[s].repeat(k, 1)
             x_rep = xb.repeat(k, *([1] * (xb.dim() - 1)))
             log_px_z = -model.nll(model.decode_logits(z, y_rep), x_rep)
-            log_w = (log_px_z + log_prior(family, z) - log_q(family, p_rep, z)).view(k, b)
+            log_w = (log_px_z + family.log_prior(z) - family.log_q(p_rep, z)).view(k, b)
             total += float((math.log(k) - torch.logsumexp(log_w, 0)).sum())
     return total / len(x)
 

@@ -194,19 +194,6 @@ def plot_samples(images, path, row_labels=None, per_row=10, title=""):
     return plot_image_grid(rows, path, row_labels=labels, title=title or "samples from the prior")
 
 
-def prior_icdf(family_name, u):
-    """Inverse CDF of the prior (per dimension) at probabilities ``u`` in (0, 1)."""
-    u = np.asarray(u, dtype=float)
-    if family_name == "gaussian":
-        from statistics import NormalDist
-        return np.array([NormalDist().inv_cdf(float(v)) for v in u.ravel()]).reshape(u.shape)
-    if family_name == "exponential":
-        return -np.log1p(-u)
-    if family_name == "uniform":
-        return 2.0 * u - 1.0
-    raise ValueError("no inverse CDF for family {!r}".format(family_name))
-
-
 def plot_manifold(model, path, n=15, label=None, title=""):
     """For a 2-D latent: decode an n x n grid of latents placed at equally spaced quantiles of the
     prior (inverse CDF), so each cell covers equal prior mass. ``label`` conditions a cvae."""
@@ -215,7 +202,7 @@ def plot_manifold(model, path, n=15, label=None, title=""):
     if model.latent_dim != 2:
         raise ValueError("the manifold picture needs a 2-D latent, this model has {}".format(model.latent_dim))
     q = (np.arange(n) + 0.5) / n
-    vals = prior_icdf(model.family.name, q)
+    vals = model.family.prior_icdf(q)
     zz = np.array([[vals[j], vals[n - 1 - i]] for i in range(n) for j in range(n)], dtype=np.float32)
     z = torch.from_numpy(zz)
     y = None

@@ -16,12 +16,14 @@ import csv
 import json
 import os
 
+from jetgen import __version__
 from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text
 from jetgen.digest import sha256_file  # noqa: F401  (re-exported for callers of this module)
 from jetgen.errors import JetgenError
 
 RUN_FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoint"
+LATENT_STATS = "latent_stats.jsonl"
 
 
 def write_config(run_dir, config):
@@ -31,7 +33,8 @@ def write_config(run_dir, config):
 
 
 def read_config(run_dir):
-    """Read and validate ``RUN/config.json``; JetgenError when missing, corrupt or of another version."""
+    """Read and validate ``RUN/config.json`` (jetgen.train.config's rules, defaults filled in);
+    JetgenError when missing, corrupt, of another version or holding a value training would refuse."""
     if not os.path.isdir(run_dir):
         raise JetgenError("Run directory {} does not exist; train one with `jetgen train`.".format(run_dir))
     path = os.path.join(run_dir, "config.json")
@@ -48,13 +51,14 @@ def read_config(run_dir):
     if version != RUN_FORMAT_VERSION:
         raise JetgenError("{} was written in run format version {} but this jetgen ({}) reads version {}; use "
                           "the jetgen version that trained it, or retrain.".format(
-                              run_dir, version, _jetgen_version(), RUN_FORMAT_VERSION))
-    return config
+                              run_dir, version, __version__, RUN_FORMAT_VERSION))
+    from jetgen.train.config import check_stored
+
+    return check_stored(config, path)
 
 
-def _jetgen_version():
-    from jetgen import __version__
-    return __version__
+def has_checkpoint(run_dir):
+    return os.path.isfile(os.path.join(run_dir, CHECKPOINT_DIR, "meta.json"))
 
 
 def save_checkpoint(run_dir, model, train_state, meta):
@@ -85,9 +89,15 @@ def read_meta(run_dir):
         raise JetgenError("{} has no checkpoint yet (no {}); train it first.".format(run_dir, path))
     except (ValueError, OSError) as err:
         raise JetgenError("Checkpoint metadata {} is corrupt ({}).".format(path, err))
+    if not isinstance(meta, dict):
+        raise JetgenError("Checkpoint metadata {} is not a JSON object; the checkpoint is damaged.".format(path))
     if meta.get("format_version") != RUN_FORMAT_VERSION:
         raise JetgenError("The checkpoint in {} has format version {}; this jetgen reads version {}.".format(
             run_dir, meta.get("format_version"), RUN_FORMAT_VERSION))
+    for key in ("epoch", "step", "global_step"):
+        if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), int) or meta[key] < 0:
+            raise JetgenError("Checkpoint metadata {} has no valid {} ({!r}); the checkpoint is damaged.".format(
+                path, key, meta.get(key)))
     return meta
 
 
@@ -110,16 +120,31 @@ def load_weights(run_dir, model, meta=None):
     return meta
 
 
-def load_train_state(run_dir):
+TRAIN_STATE_KEYS = ("optimizer", "scaler", "epoch", "step", "global_step", "accum", "rng_cpu")
+
+
+def load_train_state(run_dir, meta=None):
+    """The optimiser, schedule and RNG state of the checkpoint, checked against its meta.json (a
+    train_state.pt copied from another run, or missing a key, is refused)."""
     import torch
 
     path = os.path.join(run_dir, CHECKPOINT_DIR, "train_state.pt")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise JetgenError("The checkpoint in {} has no train_state.pt; it cannot be resumed.".format(run_dir))
     except Exception as err:
         raise JetgenError("Cannot read {} ({}); the checkpoint is corrupt.".format(path, err))
+    missing = [k for k in TRAIN_STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise JetgenError("{} lacks {}; it is not a jetgen training state, so the run cannot be resumed.".format(
+            path, ", ".join(missing)))
+    meta = meta or read_meta(run_dir)
+    if any(state[k] != meta[k] for k in ("epoch", "step", "global_step")):
+        raise JetgenError("{} is at epoch {} step {} but the checkpoint's meta.json says epoch {} step {}: the "
+                          "files come from different checkpoints, so the run cannot be resumed.".format(
+                              path, state["epoch"], state["step"], meta["epoch"], meta["step"]))
+    return state
 
 
 class Run:
@@ -176,3 +201,19 @@ def read_metrics(run_dir):
         return []
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def append_latent_stats(run_dir, record):
+    """Rewrite latent_stats.jsonl atomically with ``record`` appended (later epochs dropped, as metrics.csv)."""
+    path = os.path.join(run_dir, LATENT_STATS)
+    lines = []
+    if os.path.isfile(path):
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    if line.strip() and json.loads(line)["epoch"] < record["epoch"]:
+                        lines.append(line.rstrip("\n"))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a damaged line is dropped rather than stopping training
+    lines.append(json.dumps(record))
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -1,7 +1,8 @@
-"""The training loop: one function, ``train(config, resume=None) -> run_dir``.
+"""The training loop: ``train(config, resume=None) -> run_dir``.
 
-Reads like nanoGPT's train.py: options as a plain dict (``DEFAULTS``), then data, model, optimiser,
-and one loop over epochs and steps that logs, evaluates and checkpoints. Around it:
+Reads like nanoGPT's train.py: options (jetgen.train.config), then data, model, optimiser, and one
+loop over epochs and steps that logs, evaluates and checkpoints, split into setup (``_setup``), one
+epoch (``_run_epoch``) and the end of an epoch (``_end_epoch``). Around it:
 
 - device: CUDA when present (``device="auto"``), mixed precision (autocast + GradScaler) on CUDA only;
 - reproducible: seeded weights, data order from (seed, epoch) through DistributedSampler, and a
@@ -9,6 +10,7 @@ and one loop over epochs and steps that logs, evaluates and checkpoints. Around 
   ends with the same weights as an uninterrupted one (bitwise on CPU with the same thread count);
 - Ctrl-C: a checkpoint at the current step, then ``TrainingInterrupted`` (the CLI exits 130);
 - a non-finite loss: ``JetgenError`` and the last good checkpoint left as it was;
+- a run stopped before its first checkpoint: ``--resume`` starts it again from epoch 0;
 - ``torchrun``: DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 writes files and
   shows progress; at the end every rank's parameter checksum goes to ``RUN/ddp.json``.
 
@@ -19,7 +21,6 @@ have no encoder, so their test columns stay empty (eval does test-time inference
 is the negative ELBO of the table entries seen during the epoch.
 """
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -31,30 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetgen import __version__
 from jetgen.errors import JetgenError
-from jetgen.train import rundir
-from jetgen.train.schedules import KL_SCHEDULES, kl_term, kl_weight
+from jetgen.train import config as run_config, rundir
+from jetgen.train.schedules import kl_term, kl_weight
 
-DEFAULTS = {
-    # model (what jetgen.models.build_model reads, plus the data-derived keys added by train)
-    "model": "vae", "arch": None, "latent_dim": None, "hidden": [500], "channels": [512, 256, 128],
-    "family": "gaussian", "likelihood": "bernoulli", "sigma": 0.1, "code_reg": 1e-4,
-    # objective
-    "beta": 1.0, "kl_schedule": "constant", "warmup_delay": 0, "warmup_steps": 1000, "cycles": 4,
-    "cycle_ratio": 0.5, "free_bits": 0.5,
-    # optimisation
-    "epochs": 20, "batch_size": 128, "lr": 1e-3, "latent_lr": 1e-2, "seed": 0,
-    # data
-    "data": "digits", "data_dir": None, "download": False, "image_size": 28,
-    # running
-    "device": "auto", "amp": True, "quiet": False,
-}
-# options a resumed run may change; everything else must match the stored config
-RESUME_OVERRIDES = ("epochs", "device", "amp", "quiet")
-DEFAULT_LATENT_DIM = {"mlp": 10, "conv": 32, "dcgan": 32}
-RUN_ONLY_KEYS = ("out", "force")  # how to run, not what the run is: not stored in config.json
-LATENT_STATS = "latent_stats.jsonl"
-ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al.: active if Cov_x(E_q[z_u|x]) > 0.01
+# kept as names of this module for callers that read them here
+DEFAULTS = run_config.DEFAULTS
+LATENT_STATS = rundir.LATENT_STATS
 
 
 class TrainingInterrupted(JetgenError):
@@ -64,24 +49,29 @@ class TrainingInterrupted(JetgenError):
 def train(config, resume=None):
     """Train a model and return its run directory.
 
-    ``config``: training options, keys as in ``DEFAULTS`` plus ``out`` (the run directory) and
-    ``force`` (replace an existing ``out``); missing keys take their defaults. With ``resume`` (a run
-    directory) the stored config is used and only ``RESUME_OVERRIDES`` keys of ``config`` may differ
-    from it (``epochs`` sets the new total). Raises JetgenError for bad options, data or run
-    directories and for a loss that stops being finite; TrainingInterrupted after Ctrl-C.
+    ``config``: training options, keys as in ``jetgen.train.config.DEFAULTS`` plus ``out`` (the run
+    directory) and ``force`` (replace an existing ``out``); missing keys take their defaults. With
+    ``resume`` (a run directory) the stored config is used and only ``RESUME_OVERRIDES`` keys of
+    ``config`` may differ from it (``epochs`` sets the new total); a run stopped before its first
+    checkpoint starts again from epoch 0. Raises JetgenError for bad options, data or run directories
+    and for a loss that stops being finite; TrainingInterrupted after Ctrl-C.
     """
     rank, world, local_rank = _dist_env()
+    force = bool(config.get("force", False))
     if resume is not None:
         run_dir = resume
-        opts = _resume_options(resume, config)
+        opts = run_config.resume_options(rundir.read_config(resume), config, resume)
+        resuming = rundir.has_checkpoint(resume)
+        force = force or not resuming  # no checkpoint yet: start again in the same directory
     else:
-        opts = dict(DEFAULTS, **{k: v for k, v in config.items() if v is not None or k not in DEFAULTS})
-        run_dir = opts.pop("out", None)
+        opts = dict(run_config.DEFAULTS, **{k: v for k, v in config.items()
+                                            if v is not None or k not in run_config.DEFAULTS})
+        run_dir = opts.get("out")
         if not run_dir:
             raise JetgenError("No run directory given; pass --out RUN (or out= to train()).")
-        _check_options(opts)
-    force = bool(opts.pop("force", False))
-    for key in RUN_ONLY_KEYS:
+        run_config.validate(opts)
+        resuming = False
+    for key in run_config.RUN_ONLY_KEYS:
         opts.pop(key, None)
     device = _pick_device(opts["device"], local_rank)
     if world > 1:
@@ -89,7 +79,15 @@ def train(config, resume=None):
 
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(opts, run_dir, resume is not None, force, device, rank, world)
+        run = _setup(opts, run_dir, resuming, force, device, rank, world)
+        if run is None:
+            return run_dir
+        _loop(run)
+        if world > 1:
+            _record_ddp_checksums(run_dir, run.model, rank, world)
+        if run.show:
+            _say("Done: {} (checkpoint, metrics.csv, {}).".format(run_dir, LATENT_STATS))
+        return run_dir
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -98,59 +96,86 @@ def train(config, resume=None):
                 dist.destroy_process_group()
 
 
-def _train(opts, run_dir, resuming, force, device, rank, world):
-    from jetgen.models import build_model
+class _Run(object):
+    """Everything one training run holds between steps (set up by ``_setup``)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def _load_data(opts, run_dir, resuming, world):
     from jetgen.train.data import load_dataset
 
-    # ---- data and model --------------------------------------------------------------------------
     data = load_dataset(opts["data"], opts["data_dir"], opts["download"], opts["image_size"], seed=opts["seed"])
     _check_labels(data)
     if len(data.train_x) == 0:
         raise JetgenError("The {} training split is empty; add training images.".format(data.name))
-    if not resuming:
-        opts.update(image_shape=list(data.image_shape), num_classes=data.num_classes if opts["model"] == "cvae" else 0,
-                    classes=data.classes, num_train=len(data.train_x),
-                    jetgen_version=_jetgen_version(), torch_version=torch.__version__)
+    if len(data.test_x) and tuple(data.test_x.shape[1:]) != tuple(data.train_x.shape[1:]):
+        raise JetgenError("The {} test images have shape {} but the training images {}; give a data set whose "
+                          "splits match.".format(data.name, tuple(data.test_x.shape[1:]), tuple(data.train_x.shape[1:])))
+    chosen = None
+    if resuming:
+        if opts["num_train"] != len(data.train_x) or list(opts["image_shape"]) != list(data.image_shape):
+            raise JetgenError("The {} data no longer matches run {} ({} training images of shape {} now, {} of shape "
+                              "{} then); restore the data or start a new run.".format(
+                                  data.name, run_dir, len(data.train_x), list(data.image_shape), opts["num_train"],
+                                  opts["image_shape"]))
+    else:
+        from jetgen.models import kind_class
+
+        chosen = run_config.fill_schedule(opts, len(data.train_x), world)
+        opts.update(image_shape=list(data.image_shape), classes=data.classes, num_train=len(data.train_x),
+                    num_classes=data.num_classes if kind_class(opts["model"]).labelled else 0,
+                    jetgen_version=__version__, torch_version=torch.__version__)
         if opts["data_dir"]:
             opts["data_dir"] = os.path.abspath(opts["data_dir"])
-    elif opts["num_train"] != len(data.train_x) or list(opts["image_shape"]) != list(data.image_shape):
-        raise JetgenError("The {} data no longer matches run {} ({} training images of shape {} now, {} of shape {} "
-                          "then); restore the data or start a new run.".format(
-                              data.name, run_dir, len(data.train_x), list(data.image_shape), opts["num_train"],
-                              opts["image_shape"]))
+    return data, chosen
+
+
+def _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts):
+    """Checkpoint meta and training state of a resumed run, or a fresh directory; None, None when a
+    resumed run has nothing left to train."""
+    if resuming:
+        meta = rundir.load_weights(run_dir, model)
+        state = rundir.load_train_state(run_dir, meta)
+        if meta["epoch"] >= opts["epochs"] and meta["step"] == 0:
+            if rank == 0:
+                _say("Run {} already trained {} epochs; pass --epochs with a larger number to train further."
+                     .format(run_dir, meta["epoch"]))
+            return None, None
+        if meta["epoch"] > opts["epochs"]:
+            raise JetgenError("Run {} has already trained {} epochs, more than --epochs {}; pass a larger number."
+                              .format(run_dir, meta["epoch"], opts["epochs"]))
+        return meta, state
+    _check_new_run_dir(run_dir, force)
+    _barrier(world)  # every rank checked before rank 0 changes anything
+    if rank == 0:
+        if os.path.exists(run_dir):
+            shutil.rmtree(run_dir)
+        os.makedirs(run_dir)
+    return {}, None
+
+
+def _setup(opts, run_dir, resuming, force, device, rank, world):
+    """Data, model, optimiser, data order and schedule of a run, restored from its checkpoint when
+    resuming; None when a resumed run is already complete."""
+    from jetgen.models import build_model
+
+    data, chosen = _load_data(opts, run_dir, resuming, world)
     torch.manual_seed(opts["seed"])
     try:
         model = build_model(opts)
     except ValueError as err:
         raise JetgenError("Cannot build that model: {}.".format(err))
     model.to(device)
-
-    # ---- run directory -------------------------------------------------------------------------------
-    if resuming:
-        meta = rundir.load_weights(run_dir, model)
-        state = rundir.load_train_state(run_dir)
-        if meta["epoch"] >= opts["epochs"] and meta["step"] == 0:
-            if rank == 0:
-                _say("Run {} already trained {} epochs; pass --epochs with a larger number to train further."
-                     .format(run_dir, meta["epoch"]))
-            return run_dir
-        if meta["epoch"] > opts["epochs"]:
-            raise JetgenError("Run {} has already trained {} epochs, more than --epochs {}; pass a larger number."
-                              .format(run_dir, meta["epoch"], opts["epochs"]))
-    else:
-        state = None
-        _check_new_run_dir(run_dir, force)
-        _barrier(world)  # every rank checked before rank 0 changes anything
-        if rank == 0:
-            if os.path.exists(run_dir):
-                shutil.rmtree(run_dir)
-            os.makedirs(run_dir)
+    meta, state = _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts)
+    if meta is None:
+        return None
     if rank == 0:
         rundir.write_config(run_dir, opts)
 
-    # ---- optimiser, data order, schedule -------------------------------------------------------------
-    table = [p for n, p in model.named_parameters() if n.startswith(("latents.", "params_table."))]
-    rest = [p for n, p in model.named_parameters() if not n.startswith(("latents.", "params_table."))]
+    table = model.table_parameters()
+    rest = [p for p in model.parameters() if all(p is not t for t in table)]
     groups = [{"params": rest, "lr": opts["lr"]}] + ([{"params": table, "lr": opts["latent_lr"]}] if table else [])
     optimizer = torch.optim.Adam(groups)
     use_amp = bool(opts["amp"]) and device.type == "cuda"
@@ -166,118 +191,139 @@ def _train(opts, run_dir, resuming, force, device, rank, world):
 
     sampler = DistributedSampler(range(len(data.train_x)), num_replicas=world, rank=rank, shuffle=True,
                                  seed=opts["seed"], drop_last=False)
-    batch_size = opts["batch_size"]
-    steps_per_epoch = int(math.ceil(len(sampler) / float(batch_size)))
-    total_steps = steps_per_epoch * opts["epochs"]
-    free_bits = opts["free_bits"] if opts["kl_schedule"] == "free-bits" else None
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-
-    epoch, step, global_step = 0, 0, 0
-    acc = _new_accumulators()
+    steps_per_epoch = int(math.ceil(len(sampler) / float(opts["batch_size"])))
+    run = _Run(opts=opts, run_dir=run_dir, data=data, model=model, optimizer=optimizer, scaler=scaler,
+               use_amp=use_amp, objective=objective, sampler=sampler, device=device, rank=rank, world=world,
+               steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * opts["epochs"],
+               free_bits=opts["free_bits"] if opts["kl_schedule"] == "free-bits" else None,
+               train_x=data.train_x.to(device), train_y=data.train_y.to(device),
+               epoch=0, step=0, global_step=0, acc=_new_accumulators(),
+               show=rank == 0 and not opts["quiet"])
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         if use_amp and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        epoch, step, global_step = int(state["epoch"]), int(state["step"]), int(state["global_step"])
-        acc = dict(state["accum"])
+        run.epoch, run.step, run.global_step = int(state["epoch"]), int(state["step"]), int(state["global_step"])
+        run.acc = dict(state["accum"])
         _set_rng(state, rank, world)
     else:
         # same weights on every rank (seed above), different noise per rank from here on
         torch.manual_seed(opts["seed"] + 7919 * (rank + 1))
-
-    show = rank == 0 and not opts["quiet"]
-    if show:
+    if run.show:
+        if chosen:
+            _say(chosen)
         _say("Training {} ({}, latent {}) on {} ({} images) for {} epochs on {}{}{}{}.".format(
             opts["model"], opts["arch"], opts["latent_dim"], data.name, len(data.train_x), opts["epochs"], device,
             " with mixed precision" if use_amp else "", ", {} processes".format(world) if world > 1 else "",
-            ", resuming at epoch {} step {}".format(epoch + 1, step) if state is not None else ""))
+            ", resuming at epoch {} step {}".format(run.epoch + 1, run.step) if state is not None else ""))
+    return run
 
-    def checkpoint(at_epoch, at_step):
-        """All ranks call this; rank 0 writes. ``at_epoch`` epochs done plus ``at_step`` steps of the next."""
-        train_state = {
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "schedule": {"name": opts["kl_schedule"], "global_step": global_step, "total_steps": total_steps},
-            "epoch": at_epoch, "step": at_step, "global_step": global_step, "accum": dict(acc),
-            "world_size": world,
-        }
-        train_state.update(_get_rng(world))
-        if rank == 0:
-            rundir.save_checkpoint(run_dir, model, train_state, {
-                "epoch": at_epoch, "step": at_step, "global_step": global_step, "epochs": opts["epochs"],
-                "complete": at_epoch >= opts["epochs"] and at_step == 0})
 
-    # ---- the loop -----------------------------------------------------------------------------------
+def _checkpoint(run):
+    """All ranks call this; rank 0 writes: ``run.epoch`` epochs done plus ``run.step`` steps of the next."""
+    opts = run.opts
+    train_state = {
+        "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
+        "schedule": {"name": opts["kl_schedule"], "global_step": run.global_step, "total_steps": run.total_steps},
+        "epoch": run.epoch, "step": run.step, "global_step": run.global_step, "accum": dict(run.acc),
+        "world_size": run.world,
+    }
+    train_state.update(_get_rng(run.world))
+    if run.rank == 0:
+        rundir.save_checkpoint(run.run_dir, run.model, train_state, {
+            "epoch": run.epoch, "step": run.step, "global_step": run.global_step, "epochs": opts["epochs"],
+            "complete": run.epoch >= opts["epochs"] and run.step == 0})
+
+
+def _beta(run, global_step):
+    o = run.opts
+    return kl_weight(o["kl_schedule"], global_step, run.total_steps, o["beta"], o["warmup_delay"], o["warmup_steps"],
+                     o["cycles"], o["cycle_ratio"])
+
+
+def _loop(run):
     stopper = _InterruptFlag()
     with stopper:
-        while epoch < opts["epochs"]:
-            sampler.set_epoch(epoch)
-            order = torch.tensor(list(sampler), dtype=torch.long)
-            bar = _progress(steps_per_epoch, step, epoch, opts["epochs"], disable=not show)
-            t_start = time.time()
-            while step < steps_per_epoch:
-                if _any_rank(stopper.requested, world, device):
-                    acc["time"] += time.time() - t_start
-                    checkpoint(epoch, step)
-                    bar.close()
-                    raise TrainingInterrupted(
-                        "Interrupted at epoch {}, step {}/{}; a checkpoint is saved. Resume with: jetgen train "
-                        "--resume {}".format(epoch + 1, step, steps_per_epoch, run_dir))
-                idx = order[step * batch_size:(step + 1) * batch_size].to(device)
-                x = train_x[idx]
-                y = F.one_hot(train_y[idx], data.num_classes).float() if opts["model"] == "cvae" else None
-                beta = kl_weight(opts["kl_schedule"], global_step, total_steps, opts["beta"], opts["warmup_delay"],
-                                 opts["warmup_steps"], opts["cycles"], opts["cycle_ratio"])
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    terms = objective(x, y, idx)
-                recon = terms["recon"].float().mean()
-                kl = terms["kl"].float().sum(1).mean()
-                loss = recon + beta * kl_term(terms["kl"].float(), free_bits) + terms["reg"].float().mean()
-                n = float(len(idx))
-                stats = _sum_ranks(torch.stack([recon.detach() * n, kl.detach() * n, loss.detach() * n,
-                                                torch.tensor(n, device=device)]), world)
-                s_recon, s_kl, s_loss, s_n = stats.tolist()
-                if not all(math.isfinite(v) for v in (s_recon, s_kl, s_loss)):
-                    bar.close()
-                    raise JetgenError(
-                        "The training loss became {} at epoch {}, step {}; lower the learning rate (--lr, now {:g}) "
-                        "and train again.{}".format(s_loss, epoch + 1, step + 1, opts["lr"], _kept(run_dir)))
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                acc["recon"] += s_recon
-                acc["kl"] += s_kl
-                acc["objective"] += s_loss
-                acc["count"] += s_n
-                step += 1
-                global_step += 1
-                bar.update(1)
-                if show and (step % 5 == 0 or step == steps_per_epoch):
-                    bar.set_postfix(loss="{:.1f}".format(s_loss / s_n), recon="{:.1f}".format(s_recon / s_n),
-                                    kl="{:.2f}".format(s_kl / s_n), beta="{:.3g}".format(beta), refresh=False)
-            bar.close()
-            acc["time"] += time.time() - t_start
-            epoch += 1
-            if rank == 0:
-                row, latent_stats = _evaluate(model, data, opts, device)
-                count = max(acc["count"], 1.0)
-                row.update(epoch=epoch, train_loss=(acc["recon"] + acc["kl"]) / count, train_recon=acc["recon"] / count,
-                           train_kl=acc["kl"] / count, lr=opts["lr"], time_s=round(acc["time"], 3),
-                           beta=kl_weight(opts["kl_schedule"], global_step - 1, total_steps, opts["beta"],
-                                          opts["warmup_delay"], opts["warmup_steps"], opts["cycles"],
-                                          opts["cycle_ratio"]))
-                rundir.append_metrics(run_dir, row)
-                _append_latent_stats(run_dir, dict(epoch=epoch, **latent_stats))
-                if show:
-                    _say(_summary(row, opts))
-            step, acc = 0, _new_accumulators()
-            checkpoint(epoch, 0)
+        while run.epoch < run.opts["epochs"]:
+            _run_epoch(run, stopper)
+            _end_epoch(run)
 
-    if world > 1:
-        _record_ddp_checksums(run_dir, model, rank, world)
-    if show:
-        _say("Done: {} (checkpoint, metrics.csv, {}).".format(run_dir, LATENT_STATS))
-    return run_dir
+
+def _run_epoch(run, stopper):
+    """The steps of one epoch from ``run.step`` on; checkpoints and raises TrainingInterrupted on Ctrl-C."""
+    opts, batch_size = run.opts, run.opts["batch_size"]
+    run.sampler.set_epoch(run.epoch)
+    order = torch.tensor(list(run.sampler), dtype=torch.long)
+    bar = _progress(run.steps_per_epoch, run.step, run.epoch, opts["epochs"], disable=not run.show)
+    t_start = time.time()
+    while run.step < run.steps_per_epoch:
+        if _any_rank(stopper.requested, run.world, run.device):
+            run.acc["time"] += time.time() - t_start
+            _checkpoint(run)
+            bar.close()
+            raise TrainingInterrupted(
+                "Interrupted at epoch {}, step {}/{}; a checkpoint is saved. Resume with: jetgen train "
+                "--resume {}".format(run.epoch + 1, run.step, run.steps_per_epoch, run.run_dir))
+        idx = order[run.step * batch_size:(run.step + 1) * batch_size].to(run.device)
+        s_recon, s_kl, s_loss, s_n, beta = _train_step(run, idx)
+        if not all(math.isfinite(v) for v in (s_recon, s_kl, s_loss)):
+            bar.close()
+            raise JetgenError(
+                "The training loss became {} at epoch {}, step {}; lower the learning rate (--lr, now {:g}) "
+                "and train again.{}".format(s_loss, run.epoch + 1, run.step + 1, opts["lr"], _kept(run.run_dir)))
+        run.acc["recon"] += s_recon
+        run.acc["kl"] += s_kl
+        run.acc["objective"] += s_loss
+        run.acc["count"] += s_n
+        run.step += 1
+        run.global_step += 1
+        bar.update(1)
+        if run.show and (run.step % 5 == 0 or run.step == run.steps_per_epoch):
+            bar.set_postfix(loss="{:.1f}".format(s_loss / s_n), recon="{:.1f}".format(s_recon / s_n),
+                            kl="{:.2f}".format(s_kl / s_n), beta="{:.3g}".format(beta), refresh=False)
+    bar.close()
+    run.acc["time"] += time.time() - t_start
+
+
+def _train_step(run, idx):
+    """One optimiser step on the examples ``idx``; sums over all ranks of (recon, kl, loss, count) and beta.
+    A non-finite loss skips the update (the caller stops)."""
+    x = run.train_x[idx]
+    y = F.one_hot(run.train_y[idx], run.data.num_classes).float() if run.model.conditional else None
+    beta = _beta(run, run.global_step)
+    with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
+        terms = run.objective(x, y, idx)
+    recon = terms["recon"].float().mean()
+    kl = terms["kl"].float().sum(1).mean()
+    loss = recon + beta * kl_term(terms["kl"].float(), run.free_bits) + terms["reg"].float().mean()
+    n = float(len(idx))
+    stats = _sum_ranks(torch.stack([recon.detach() * n, kl.detach() * n, loss.detach() * n,
+                                    torch.tensor(n, device=run.device)]), run.world)
+    s_recon, s_kl, s_loss, s_n = stats.tolist()
+    if all(math.isfinite(v) for v in (s_recon, s_kl, s_loss)):
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    return s_recon, s_kl, s_loss, s_n, beta
+
+
+def _end_epoch(run):
+    """Metrics and latent statistics of the finished epoch (rank 0), then a checkpoint."""
+    run.epoch += 1
+    if run.rank == 0:
+        row, latent_stats = _evaluate(run.model, run.data, run.opts, run.device)
+        acc = run.acc
+        count = max(acc["count"], 1.0)
+        row.update(epoch=run.epoch, train_loss=(acc["recon"] + acc["kl"]) / count, train_recon=acc["recon"] / count,
+                   train_kl=acc["kl"] / count, lr=run.opts["lr"], time_s=round(acc["time"], 3),
+                   beta=_beta(run, run.global_step - 1))
+        rundir.append_metrics(run.run_dir, row)
+        rundir.append_latent_stats(run.run_dir, dict(epoch=run.epoch, **latent_stats))
+        if run.show:
+            _say(_summary(row, run.opts))
+    run.step, run.acc = 0, _new_accumulators()
+    _checkpoint(run)
 
 
 class _Objective(nn.Module):
@@ -295,65 +341,51 @@ class _Objective(nn.Module):
 
 @torch.no_grad()
 def _evaluate(model, data, opts, device, batch=500):
-    """Test-set metrics (vae, cvae) or latent-table statistics (ad, vad); returns (metrics row, latent stats)."""
+    """Test-set metrics (models with an encoder) or latent-table statistics (auto-decoders); returns
+    (metrics row, latent stats)."""
+    from jetgen.train.metrics import active_units
+
     row = {}
     was_training = model.training
     model.eval()
     try:
         if model.has_encoder:
-            x_all, y_all = (data.test_x, data.test_y) if len(data.test_x) else (data.train_x, data.train_y)
-            recon, kls, mus, logvars = [], [], [], []
-            # fixed evaluation noise that leaves the training RNG stream untouched
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(opts["seed"])
-                for i in range(0, len(x_all), batch):
-                    x = x_all[i:i + batch].to(device)
-                    y = (F.one_hot(y_all[i:i + batch], data.num_classes).float().to(device)
-                         if opts["model"] == "cvae" else None)
-                    t = model.terms(x, y)
-                    recon.append(t["recon"].float().cpu())
-                    kls.append(t["kl"].float().cpu())
-                    mus.append(t["mu"].float().cpu())
-                    logvars.append(t["logvar"].float().cpu())
-            recon, kl, mu = torch.cat(recon), torch.cat(kls), torch.cat(mus)
-            sigma = torch.exp(0.5 * torch.cat(logvars))
-            if len(data.test_x):
-                row.update(test_loss=float((recon + kl.sum(1)).mean()), test_recon=float(recon.mean()),
-                           test_kl=float(kl.sum(1).mean()))
-        elif opts["model"] == "ad":
-            mu = model.latents.weight.detach().float().cpu()
-            kl, sigma = torch.zeros_like(mu), None
+            mu, kl, sigma = _encoder_statistics(model, data, opts, device, batch, row)
         else:
-            params = model.params_table.weight.detach().float().cpu()
-            mu, kl = model.family.mean(params), model.family.kl(params)
-            sigma = torch.exp(0.5 * model.family.split(params)[1]) if model.family.name == "gaussian" else None
+            mu, kl, sigma = model.table_statistics()
     finally:
         model.train(was_training)
-    var = mu.var(0, unbiased=False) if len(mu) > 1 else torch.zeros(mu.shape[1])
-    row["active_units"] = int((var > ACTIVE_UNIT_THRESHOLD).sum())
-    stats = {"mu_mean": mu.mean(0).tolist(), "mu_std": var.sqrt().tolist()}
+    if len(mu) > 1:
+        row["active_units"], var = active_units(mu)
+    else:
+        row["active_units"], var = 0, [0.0] * mu.shape[1]
+    stats = {"mu_mean": mu.mean(0).tolist(), "mu_std": [math.sqrt(v) for v in var]}
     if sigma is not None:
         stats["sigma_mean"] = sigma.mean(0).tolist()
     stats["kl_per_dim"] = kl.mean(0).tolist()
     return row, stats
 
 
-def _append_latent_stats(run_dir, record):
-    """Rewrite latent_stats.jsonl atomically with ``record`` appended (later epochs dropped, as metrics.csv)."""
-    from jetgen.atomic import atomic_write_text
-
-    path = os.path.join(run_dir, LATENT_STATS)
-    lines = []
-    if os.path.isfile(path):
-        with open(path) as handle:
-            for line in handle:
-                try:
-                    if line.strip() and json.loads(line)["epoch"] < record["epoch"]:
-                        lines.append(line.rstrip("\n"))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a damaged line is dropped rather than stopping training
-    lines.append(json.dumps(record))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def _encoder_statistics(model, data, opts, device, batch, row):
+    """(means, KL per dimension, posterior std) over the test split through the encoder, with fixed
+    evaluation noise that leaves the training RNG stream untouched; test losses go into ``row``."""
+    x_all, y_all = (data.test_x, data.test_y) if len(data.test_x) else (data.train_x, data.train_y)
+    recon, kls, mus, logvars = [], [], [], []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(opts["seed"])
+        for i in range(0, len(x_all), batch):
+            x = x_all[i:i + batch].to(device)
+            y = F.one_hot(y_all[i:i + batch], data.num_classes).float().to(device) if model.conditional else None
+            t = model.terms(x, y)
+            recon.append(t["recon"].float().cpu())
+            kls.append(t["kl"].float().cpu())
+            mus.append(t["mu"].float().cpu())
+            logvars.append(t["logvar"].float().cpu())
+    recon, kl = torch.cat(recon), torch.cat(kls)
+    if len(data.test_x):
+        row.update(test_loss=float((recon + kl.sum(1)).mean()), test_recon=float(recon.mean()),
+                   test_kl=float(kl.sum(1).mean()))
+    return torch.cat(mus), kl, torch.exp(0.5 * torch.cat(logvars))
 
 
 def _summary(row, opts):
@@ -364,77 +396,7 @@ def _summary(row, opts):
         row["active_units"], opts["latent_dim"], row["time_s"])
 
 
-# ---- options -------------------------------------------------------------------------------------------
-
-def _flag(key):
-    return "--" + key.replace("_", "-")
-
-
-def _check_options(o):
-    """Fill derived defaults into ``o`` and raise JetgenError with a sentence for the first bad value."""
-    from jetgen.models import ARCHS, DEFAULT_ARCH, MODEL_KINDS
-    from jetgen.models.families import FAMILIES
-    from jetgen.models.likelihoods import LIKELIHOODS
-    from jetgen.train.data import DATASETS
-
-    def choice(key, allowed):
-        if o[key] not in allowed:
-            raise JetgenError("Unknown {} {!r}; choose one of: {}.".format(_flag(key), o[key], ", ".join(allowed)))
-
-    choice("model", MODEL_KINDS)
-    o["arch"] = o["arch"] or DEFAULT_ARCH[o["model"]]
-    if o["arch"] not in ARCHS[o["model"]]:
-        raise JetgenError("--arch {} does not fit model {}; choose one of: {}.".format(
-            o["arch"], o["model"], ", ".join(ARCHS[o["model"]])))
-    choice("data", DATASETS)
-    choice("likelihood", LIKELIHOODS)
-    choice("family", FAMILIES)
-    choice("kl_schedule", KL_SCHEDULES)
-    choice("device", ("auto", "cpu", "cuda"))
-    if o["family"] != "gaussian" and o["model"] != "vad":
-        raise JetgenError("--family {} applies only to the vad model; {} uses a Gaussian latent.".format(
-            o["family"], o["model"]))
-    if o["latent_dim"] is None:
-        o["latent_dim"] = DEFAULT_LATENT_DIM[o["arch"]]
-    o["hidden"] = _int_list(o["hidden"], "hidden")
-    o["channels"] = _int_list(o["channels"], "channels")
-    if len(o["channels"]) != 3:
-        raise JetgenError("--channels takes three comma-separated numbers (e.g. 512,256,128), got {}.".format(
-            ",".join(map(str, o["channels"]))))
-    for key in ("latent_dim", "epochs", "batch_size", "image_size", "cycles"):
-        if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1:
-            raise JetgenError("{} must be a whole number of at least 1, got {!r}.".format(_flag(key), o[key]))
-    for key in ("warmup_delay", "warmup_steps", "seed"):
-        if not isinstance(o[key], int) or o[key] < 0:
-            raise JetgenError("{} must be a whole number of at least 0, got {!r}.".format(_flag(key), o[key]))
-    for key in ("lr", "latent_lr", "sigma"):
-        if not (isinstance(o[key], (int, float)) and math.isfinite(o[key]) and o[key] > 0):
-            raise JetgenError("{} must be a positive number, got {!r}.".format(_flag(key), o[key]))
-    for key in ("beta", "free_bits", "code_reg"):
-        if not (isinstance(o[key], (int, float)) and math.isfinite(o[key]) and o[key] >= 0):
-            raise JetgenError("{} must be a number of at least 0, got {!r}.".format(_flag(key), o[key]))
-    if not 0 < o["cycle_ratio"] <= 1:
-        raise JetgenError("--cycle-ratio must be in (0, 1], got {!r}.".format(o["cycle_ratio"]))
-    if o["data"] in ("mnist", "fashion-mnist", "kmnist") and o["image_size"] != 28:
-        raise JetgenError("--image-size applies to the digits and folder data sets; {} images are 28x28.".format(
-            o["data"]))
-    if o["data_dir"] is not None and o["data"] == "digits":
-        raise JetgenError("The digits data set is bundled and takes no --data-dir; pass --data mnist, "
-                          "fashion-mnist, kmnist or folder to read from {}.".format(o["data_dir"]))
-
-
-def _int_list(value, key):
-    if isinstance(value, str):
-        value = [v for v in value.replace(" ", "").split(",") if v]
-    try:
-        out = [int(v) for v in value]
-    except (TypeError, ValueError):
-        out = []
-    if not out or any(v < 1 for v in out):
-        raise JetgenError("{} takes comma-separated positive whole numbers (e.g. 500,500), got {!r}.".format(
-            _flag(key), value))
-    return out
-
+# ---- options and run directories ---------------------------------------------------------------------
 
 def _check_labels(data):
     for split, y in (("training", data.train_y), ("test", data.test_y)):
@@ -442,34 +404,6 @@ def _check_labels(data):
             bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
             raise JetgenError("The {} split of {} has label {}, out of range for its {} classes ({}); fix the labels."
                               .format(split, data.name, bad, data.num_classes, ", ".join(data.classes[:10])))
-
-
-def _resume_options(run_dir, overrides):
-    stored = rundir.read_config(run_dir)
-    opts = dict(DEFAULTS, **stored)
-    opts.pop("format_version", None)
-    for key, value in overrides.items():
-        if key in RUN_ONLY_KEYS or value is None:
-            continue
-        if key in RESUME_OVERRIDES:
-            opts[key] = value
-        elif key in stored and _normalise(key, stored[key]) != _normalise(key, value):
-            raise JetgenError("{} cannot change when resuming (run {} used {!r}, not {!r}); start a new run with "
-                              "--out instead.".format(_flag(key), run_dir, stored[key], value))
-    for key in ("epochs",):
-        if not isinstance(opts[key], int) or opts[key] < 1:
-            raise JetgenError("--epochs must be a whole number of at least 1, got {!r}.".format(opts[key]))
-    if opts["device"] not in ("auto", "cpu", "cuda"):
-        raise JetgenError("Unknown --device {!r}; choose one of: auto, cpu, cuda.".format(opts["device"]))
-    return opts
-
-
-def _normalise(key, value):
-    if key in ("hidden", "channels"):
-        return _int_list(value, key)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
 
 
 def _check_new_run_dir(run_dir, force):
@@ -495,11 +429,6 @@ def _pick_device(name, local_rank):
                           "auto.".format(torch.__version__))
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
-
-
-def _jetgen_version():
-    from jetgen import __version__
-    return __version__
 
 
 def _kept(run_dir):
