@@ -24,6 +24,7 @@ MAX_JSON_DEPTH = 32  # a real manifest nests 5 deep; deeper input is refused bef
 MAX_BATCH = 1 << 20  # no graph is declared for more than a million examples per call
 MAX_TENSOR_ELEMENTS = 1 << 26  # per example (a 8192x8192 RGB image is 2e8: refused)
 
+GOLDEN_DIR = "golden"  # golden vectors: graphs.G.golden lists .npy files in BUNDLE/golden/ (docs/bundle.md)
 KINDS = ("vae", "cvae", "ad", "vad")  # model kinds a bundle may declare
 GRAPHS = ("decoder", "encoder", "latent_grad")  # in bundle order
 PRECISIONS = ("fp32", "fp16", "int8")
