@@ -14,7 +14,7 @@ WHEEL_CACHE=${JETGEN_WHEEL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/jetgen
 DPKG_QUERY=${JETGEN_DPKG_QUERY:-dpkg-query}
 CUDA_HOME=/usr/local/cuda
 
-# /proc/device-tree/compatible entry (shell glob) -> jetgen target and board name (shared/FACTS.md).
+# /proc/device-tree/compatible entry (shell glob) -> jetgen target and board name (docs/platform.md).
 # The first row matching any entry wins; the SoC rows last catch modules and carriers not listed.
 BOARDS='nvidia,p3450-0000	nano	Jetson Nano
 nvidia,p2771-0000	tx2	Jetson TX2

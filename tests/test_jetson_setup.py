@@ -19,7 +19,7 @@ FIXTURES = os.path.join(REPO, "tests", "fixtures", "jetson")
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="jetson/setup.sh needs bash")
 
-# shared/FACTS.md's example torch wheels.
+# docs/platform.md's example torch wheels.
 TORCH_JP461 = ("https://developer.download.nvidia.com/compute/redist/jp/v461/pytorch/"
                "torch-1.11.0a0+17540c5+nv22.01-cp36-cp36m-linux_aarch64.whl")
 TORCH_JP512 = ("https://developer.download.nvidia.com/compute/redist/jp/v512/pytorch/"
@@ -380,7 +380,7 @@ def test_wheels_table_holds_the_facts_examples():
     wheels = {(row[0], row[1]): row for row in _rows(WHEELS)}
     assert wheels[("4.6.1", "torch")][4] == TORCH_JP461
     assert wheels[("5.1.2", "torch")][4] == TORCH_JP512
-    # torch prerequisites per JetPack generation (shared/FACTS.md)
+    # torch prerequisites per JetPack generation (docs/platform.md)
     assert wheels[("4.6.1", "torch")][7:9] == ["python3-pip,libopenblas-base,libopenmpi-dev,libomp-dev", "Cython"]
     assert wheels[("6.1", "torch")][7:9] == ["python3-pip,libopenblas-dev", "-"]
 

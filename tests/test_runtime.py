@@ -406,3 +406,21 @@ def test_bundle_open_without_verify_then_check(bundles):
     b = Bundle.open(bundles["vae"][0], verify=False)
     assert b.verified == {} and b.graph_path("decoder").endswith("decoder.onnx") and b.verified["decoder"]
     assert json.load(open(os.path.join(b.path, "manifest.json")))["format"] == "jetgen-bundle"
+
+
+def test_bundles_written_before_the_restructure_still_open(tmp_path):
+    """A cvae bundle exported by jetgen at commit ac40d87 (format_version 1, before jetgen.spec existed)
+    opens, samples by label and completes with today's runtime."""
+    import shutil
+
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "bundle-v1", "cvae-ac40d87.jetgen")
+    path = str(tmp_path / "old.jetgen")
+    shutil.copytree(here, path)
+    m = Model.open(path, intra_op_threads=1)
+    assert m.kind == "cvae" and m.latent_dim == 3 and m.labels == [str(i) for i in range(10)]
+    x = m.sample(4, labels=[0, 1, 2, 3], seed=0)
+    assert x.shape == (4, 1, 28, 28) and np.isfinite(x).all() and 0 <= x.min() and x.max() <= 1
+    mask = np.ones_like(x)
+    mask[:, :, 14:] = 0
+    r = m.complete(x, mask, labels=[0, 1, 2, 3], steps=5)
+    assert r.x.shape == x.shape and np.all(r.history[-1] <= r.history[0] + 1e-6)

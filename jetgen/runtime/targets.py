@@ -1,6 +1,6 @@
 """The deployment targets as data: one row per board, read by export, check, build and bench.
 
-Facts come from shared/FACTS.md (Jetson software matrix). A wrong value is fixed here and nowhere
+Facts come from docs/platform.md (Jetson software matrix). A wrong value is fixed here and nowhere
 else. Python 3.6 compatible, no imports beyond the standard library.
 """
 from jetgen.errors import JetgenError

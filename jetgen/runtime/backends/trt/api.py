@@ -1,6 +1,6 @@
 """Which TensorRT Python calls to use, by TensorRT version: one table, small functions.
 
-TensorRT's Python API changed twice in the versions JetPack ships (see shared/FACTS.md):
+TensorRT's Python API changed twice in the versions JetPack ships (see docs/platform.md):
 8.0/8.2 address inputs and outputs by *binding index* (``num_bindings``, ``binding_is_input``,
 ``set_binding_shape``, ``execute_async_v2``) and cap the workspace with ``config.max_workspace_size``;
 8.5 added the *named tensor* API (``num_io_tensors``, ``get_tensor_mode``, ``set_input_shape``,
