@@ -8,6 +8,10 @@ foreign run directory is refused with a sentence instead of failing later. ``Non
 import math
 
 from jetgen.errors import JetgenError
+from jetgen.models import MODEL_KINDS, kind_class
+from jetgen.models.likelihoods import LIKELIHOODS
+from jetgen.train.data import DATASETS
+from jetgen.train.schedules import KL_SCHEDULES
 
 DEFAULTS = {
     # model (what jetgen.models.build_model reads, plus the data-derived keys added by train)
@@ -98,10 +102,6 @@ def int_list(value, key):
 def validate(o, where="the options"):
     """Fill derived defaults into ``o`` (a dict holding every DEFAULTS key) and raise JetgenError with a
     sentence for the first bad value. ``where`` names the source in messages (a config file)."""
-    from jetgen.models import MODEL_KINDS, kind_class
-    from jetgen.models.likelihoods import LIKELIHOODS
-    from jetgen.train.data import DATASETS
-    from jetgen.train.schedules import KL_SCHEDULES
 
     def choice(key, allowed):
         if o[key] not in allowed:

@@ -23,6 +23,10 @@ import torch.nn.functional as F
 
 from jetgen.atomic import atomic_write_json
 from jetgen.errors import JetgenError
+from jetgen.models.inference import infer_latents, infer_params
+from jetgen.train import metrics, plots
+from jetgen.train.data import load_dataset
+from jetgen.train.rundir import load_run, read_metrics
 
 INFERENCE_STEPS = 100
 INFERENCE_LR = 5e-2
@@ -32,7 +36,6 @@ EVAL_FILE = "eval.json"
 
 def load_run_data(config):
     """The data set a run was trained on, from its config (data, data_dir, image_size, seed)."""
-    from jetgen.train.data import load_dataset
 
     return load_dataset(config.get("data", "digits"), config.get("data_dir"), False,
                         int(config.get("image_size", 28)), seed=int(config.get("seed", 0)))
@@ -47,9 +50,6 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
     The dict's ``pictures`` entry lists the PNG paths. ``inference_steps`` / ``inference_lr`` drive test-time
     inference for ad and vad. Raises JetgenError when the run, its checkpoint or its data cannot be used.
     """
-    from jetgen.models.inference import infer_latents, infer_params
-    from jetgen.train import metrics
-    from jetgen.train.rundir import load_run
 
     if iw_samples < 1:
         raise JetgenError("--iw-samples must be at least 1, got {}.".format(iw_samples))
@@ -118,8 +118,6 @@ def _in_chunks(infer, model, x, seed, chunk=INFERENCE_CHUNK, **kw):
 
 
 def _pictures(run, data, x, labels, y, means, z_start, out, seed):
-    from jetgen.train import plots
-    from jetgen.train.rundir import read_metrics
 
     model, kind = run.model, run.model.kind
     name = "{} ({}, {}-D latent, epoch {})".format(os.path.basename(os.path.abspath(run.path)), kind,

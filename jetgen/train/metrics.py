@@ -14,6 +14,9 @@
 """
 import math
 
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
 import torch
 import torch.nn.functional as F
 
@@ -146,8 +149,6 @@ RECON_METRIC = "squared_error_sum"
 def fit_digit_classifier(train_x, train_y, seed=0, max_iter=3000, max_train=10000):
     """A scikit-learn LogisticRegression on flattened pixels of real training images (a seeded random
     subset of ``max_train`` images when there are more, which keeps MNIST-sized sets to seconds)."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
 
     x, y = _flat(train_x), _np(train_y)
     if len(x) > max_train:

@@ -12,6 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jetgen.atomic import atomic_write_bytes  # noqa: E402
@@ -197,7 +199,6 @@ def plot_samples(images, path, row_labels=None, per_row=10, title=""):
 def plot_manifold(model, path, n=15, label=None, title=""):
     """For a 2-D latent: decode an n x n grid of latents placed at equally spaced quantiles of the
     prior (inverse CDF), so each cell covers equal prior mass. ``label`` conditions a cvae."""
-    import torch
 
     if model.latent_dim != 2:
         raise ValueError("the manifold picture needs a 2-D latent, this model has {}".format(model.latent_dim))
@@ -228,7 +229,6 @@ def plot_embedding(latents, labels, path, class_names=None, seed=0, title="", ma
     if latents.shape[1] == 2:
         xy, how = latents, "latent space"
     else:
-        from sklearn.manifold import TSNE
 
         perplexity = float(min(30, max(2, (len(latents) - 1) // 3)))
         xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(latents)
@@ -252,7 +252,6 @@ def plot_interpolation(model, z_a, z_b, path, y_a=None, y_b=None, steps=10, scal
     """Decode a straight line from ``z_a`` to ``z_b`` (D,), one row per latent scale factor
     (the same latents multiplied by 0.5, 1 and 1.5 show what lies inside and outside the data).
     For conditional models the one-hot label is interpolated alongside."""
-    import torch
 
     t = torch.linspace(0.0, 1.0, steps)[:, None]
     z = (1 - t) * z_a[None] + t * z_b[None]

@@ -16,10 +16,15 @@ import csv
 import json
 import os
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from jetgen import __version__
 from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text
 from jetgen.digest import sha256_file  # noqa: F401  (re-exported for callers of this module)
 from jetgen.errors import JetgenError
+from jetgen.models import build_model
+from jetgen.train.config import check_stored
 
 RUN_FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoint"
@@ -52,7 +57,6 @@ def read_config(run_dir):
         raise JetgenError("{} was written in run format version {} but this jetgen ({}) reads version {}; use "
                           "the jetgen version that trained it, or retrain.".format(
                               run_dir, version, __version__, RUN_FORMAT_VERSION))
-    from jetgen.train.config import check_stored
 
     return check_stored(config, path)
 
@@ -67,8 +71,6 @@ def save_checkpoint(run_dir, model, train_state, meta):
     ``model`` is an nn.Module (unwrapped from DDP); ``train_state`` a dict of tensors and plain values;
     ``meta`` a JSON-able dict (epoch, step, global_step, ...).
     """
-    import torch
-    from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with AtomicDirectory(os.path.join(run_dir, CHECKPOINT_DIR), force=True) as tmp:
@@ -103,7 +105,6 @@ def read_meta(run_dir):
 
 def load_weights(run_dir, model, meta=None):
     """Load the checkpoint's weights into ``model`` after checking the file's sha256."""
-    from safetensors.torch import load_file
 
     meta = meta or read_meta(run_dir)
     path = os.path.join(run_dir, CHECKPOINT_DIR, "model.safetensors")
@@ -126,7 +127,6 @@ TRAIN_STATE_KEYS = ("optimizer", "scaler", "epoch", "step", "global_step", "accu
 def load_train_state(run_dir, meta=None):
     """The optimiser, schedule and RNG state of the checkpoint, checked against its meta.json (a
     train_state.pt copied from another run, or missing a key, is refused)."""
-    import torch
 
     path = os.path.join(run_dir, CHECKPOINT_DIR, "train_state.pt")
     try:
@@ -163,7 +163,6 @@ class Run:
 
 def load_run(run_dir):
     """Read config and checkpoint of a run and return a ``Run`` with the model in eval mode on CPU."""
-    from jetgen.models import build_model
 
     config = read_config(run_dir)
     meta = read_meta(run_dir)

@@ -29,12 +29,20 @@ import sys
 import time
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
 
 from jetgen import __version__
+from jetgen.atomic import atomic_write_json
 from jetgen.errors import JetgenError
+from jetgen.models import build_model, kind_class
 from jetgen.train import config as run_config, rundir
+from jetgen.train.data import load_dataset
+from jetgen.train.metrics import active_units
 from jetgen.train.schedules import kl_term, kl_weight
 
 # kept as names of this module for callers that read them here
@@ -75,8 +83,6 @@ def train(config, resume=None):
         opts.pop(key, None)
     device = _pick_device(opts["device"], local_rank)
     if world > 1:
-        import torch.distributed as dist
-
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         run = _setup(opts, run_dir, resuming, force, device, rank, world)
@@ -90,8 +96,6 @@ def train(config, resume=None):
         return run_dir
     finally:
         if world > 1:
-            import torch.distributed as dist
-
             if dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -104,8 +108,6 @@ class _Run(object):
 
 
 def _load_data(opts, run_dir, resuming, world):
-    from jetgen.train.data import load_dataset
-
     data = load_dataset(opts["data"], opts["data_dir"], opts["download"], opts["image_size"], seed=opts["seed"])
     _check_labels(data)
     if len(data.train_x) == 0:
@@ -121,8 +123,6 @@ def _load_data(opts, run_dir, resuming, world):
                                   data.name, run_dir, len(data.train_x), list(data.image_shape), opts["num_train"],
                                   opts["image_shape"]))
     else:
-        from jetgen.models import kind_class
-
         chosen = run_config.fill_schedule(opts, len(data.train_x), world)
         opts.update(image_shape=list(data.image_shape), classes=data.classes, num_train=len(data.train_x),
                     num_classes=data.num_classes if kind_class(opts["model"]).labelled else 0,
@@ -159,8 +159,6 @@ def _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts):
 def _setup(opts, run_dir, resuming, force, device, rank, world):
     """Data, model, optimiser, data order and schedule of a run, restored from its checkpoint when
     resuming; None when a resumed run is already complete."""
-    from jetgen.models import build_model
-
     data, chosen = _load_data(opts, run_dir, resuming, world)
     torch.manual_seed(opts["seed"])
     try:
@@ -182,13 +180,9 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     objective = _Objective(model)
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
         # the auto-decoder tables are dense embeddings used in every step, so every parameter gets a
         # gradient and DDP can all-reduce them without find_unused_parameters
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    from torch.utils.data.distributed import DistributedSampler
-
     sampler = DistributedSampler(range(len(data.train_x)), num_replicas=world, rank=rank, shuffle=True,
                                  seed=opts["seed"], drop_last=False)
     steps_per_epoch = int(math.ceil(len(sampler) / float(opts["batch_size"])))
@@ -343,8 +337,6 @@ class _Objective(nn.Module):
 def _evaluate(model, data, opts, device, batch=500):
     """Test-set metrics (models with an encoder) or latent-table statistics (auto-decoders); returns
     (metrics row, latent stats)."""
-    from jetgen.train.metrics import active_units
-
     row = {}
     was_training = model.training
     model.eval()
@@ -444,15 +436,11 @@ def _new_accumulators():
 
 
 def _progress(total, initial, epoch, epochs, disable):
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc="epoch {}/{}".format(epoch + 1, epochs), leave=False,
                 disable=disable or not sys.stderr.isatty(), dynamic_ncols=True)
 
 
 def _say(message):
-    from tqdm import tqdm
-
     tqdm.write(message, file=sys.stdout)
     sys.stdout.flush()
 
@@ -463,8 +451,6 @@ def _get_rng(world):
     state = {"rng_cpu": torch.get_rng_state(),
              "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     if world > 1:
-        import torch.distributed as dist
-
         gathered = [None] * world
         dist.all_gather_object(gathered, state["rng_cpu"])
         state["rng_cpu_ranks"] = gathered
@@ -518,15 +504,11 @@ def _dist_env():
 
 def _barrier(world):
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
 def _sum_ranks(tensor, world):
     if world > 1:
-        import torch.distributed as dist
-
         dist.all_reduce(tensor)
     return tensor
 
@@ -547,9 +529,6 @@ def parameter_checksum(model):
 
 
 def _record_ddp_checksums(run_dir, model, rank, world):
-    import torch.distributed as dist
-    from jetgen.atomic import atomic_write_json
-
     checksums = [None] * world
     dist.all_gather_object(checksums, parameter_checksum(model))
     if rank == 0:
