@@ -153,7 +153,9 @@ async function selectModel(name) {
 function renderCard() {
   const m = state.model;
   const fmt = (v) => (v === null || v === undefined ? '–' : v);
-  const parity = Object.keys(m.graphs).map((g) => g + ' ' + fmt(m.graphs[g].parity && m.graphs[g].parity.max_abs)).join(', ');
+  const maxAbs = (g) => (m.graphs[g].parity && m.graphs[g].parity.max_abs != null ?
+    Number(m.graphs[g].parity.max_abs).toExponential(1) : '–');
+  const parity = Object.keys(m.graphs).map((g) => g + ' ' + maxAbs(g)).join(', ');
   const rows = [
     ['kind', m.kind + (m.arch ? ' (' + m.arch + ')' : '')],
     ['output', m.output.type + ' ' + m.output.shape.join('×') + ' in [' + m.output.range.join(', ') + ']'],
@@ -167,6 +169,11 @@ function renderCard() {
     ['can', ['sample', 'decode', m.can.encode ? 'encode' : null, m.can.complete ? 'complete' : null].filter(Boolean).join(', ')],
     ['bundle', fmt(m.bundle_name) + (m.created ? ', ' + m.created : '')],
   ];
+  if (m.metrics && Object.keys(m.metrics).length) {
+    const nums = Object.keys(m.metrics).filter((k) => typeof m.metrics[k] === 'number')
+      .map((k) => k + ' ' + Number(m.metrics[k]).toPrecision(4));
+    rows.push(['trained', (m.data ? m.data + ': ' : '') + nums.join(', ')]);
+  }
   $('card-list').innerHTML = rows.map(([k, v]) => '<dt>' + esc(k) + '</dt><dd>' + esc(v) + '</dd>').join('');
 }
 
@@ -224,7 +231,7 @@ async function sample() {
         tile.appendChild(tag);
       }
       tile.addEventListener('click', () => {
-        tile.classList.add('kept');
+        tile.classList.add('is-kept');
         keep({z: data.latents[i], label: data.labels ? data.labels[i] : null, png: b64});
       });
       grid.appendChild(tile);
