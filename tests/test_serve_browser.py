@@ -172,7 +172,7 @@ def test_the_page_samples_explores_draws_and_completes(site, browser, tmp_path):
     assert statuses and all(code in ("200", "202") for code in statuses), lines
 
     # phone width: nothing wider than the screen
-    d.set_window_size(390, 844)
+    d.set_window_size(360, 780)
     d.find_element(By.CSS_SELECTOR, '[data-tab="sample"]').click()
     wait_for(d, lambda d: d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"),
              "the page to fit a phone's width")

@@ -413,10 +413,11 @@ class Handler(BaseHTTPRequestHandler):
                 snap["images"] = None  # unchanged since the last event
             else:
                 sent_image = snap["images"]
-            event = snap["state"] if job.over else "progress"
+            over = snap["state"] in ("done", "error", "cancelled")  # from the snapshot, never read twice
+            event = snap["state"] if over else "progress"
             self.wfile.write("event: {}\ndata: {}\n\n".format(event, json.dumps(snap, allow_nan=False)).encode("utf-8"))
             self.wfile.flush()
-            if job.over:
+            if over:
                 return
         self.wfile.write(b"event: error\ndata: {\"error\": \"The event stream ran past its time limit.\"}\n\n")
 
@@ -566,15 +567,15 @@ def serve(bundles, host="127.0.0.1", port=8080, token=None, backend="ort", preci
     previous = None
     if threading.current_thread() is threading.main_thread():  # SIGTERM (systemd, docker stop) stops as Ctrl-C does
         previous = signal.signal(signal.SIGTERM, _interrupt)
-    names = ", ".join(server.api.order)
-    out.write("Serving {} ({} backend) at {}\n".format(names, backend, server.url))
-    if server.wildcard:
-        for addr in sorted(n for n in server.host_names if _is_ipv4(n) and not is_loopback(n)):
-            out.write("  also  http://{}:{}/{}\n".format(addr, server.server_port,
-                                                          "#token=" + server.token if server.token else ""))
-    out.write("Press Ctrl-C to stop.\n")
-    out.flush()
     try:
+        names = ", ".join(server.api.order)
+        out.write("Serving {} ({} backend) at {}\n".format(names, backend, server.url))
+        if server.wildcard:
+            for addr in sorted(n for n in server.host_names if _is_ipv4(n) and not is_loopback(n)):
+                out.write("  also  http://{}:{}/{}\n".format(addr, server.server_port,
+                                                              "#token=" + server.token if server.token else ""))
+        out.write("Press Ctrl-C to stop.\n")
+        out.flush()
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         out.write("Stopped.\n")

@@ -624,13 +624,13 @@ async function complete() {
 async function followJob(job, onEvent) {
   // server-sent events read through fetch (so the token travels in a header); polling where streams are missing
   const res = await fetch(job.events, {headers: authHeaders()});
-  if (!res.ok || !res.body || !window.TextDecoder) return pollJob(job, onEvent);
+  if (!res.ok || !res.body || !window.TextDecoder) return pollJob(job, onEvent, 0);
   const reader = res.body.getReader();
   const dec = new TextDecoder();
-  let buf = '';
+  let buf = '', received = 0;
   for (;;) {
     const {value, done} = await reader.read();
-    if (done) return;
+    if (done) return pollJob(job, onEvent, received);  // the stream broke off before the end: ask instead
     buf += dec.decode(value, {stream: true});
     let cut;
     while ((cut = buf.indexOf('\n\n')) >= 0) {
@@ -642,14 +642,15 @@ async function followJob(job, onEvent) {
         else if (line.startsWith('data: ')) data += line.slice(6);
       }
       if (!data) continue;
-      onEvent(event, JSON.parse(data));
+      const snap = JSON.parse(data);
+      received += (snap.losses || []).length;
+      onEvent(event, snap);
       if (event !== 'progress') { reader.cancel().catch(() => {}); return; }
     }
   }
 }
 
-async function pollJob(job, onEvent) {
-  let since = 0;
+async function pollJob(job, onEvent, since) {
   for (;;) {
     const snap = await api('GET', job.poll + '?since=' + since);
     since += snap.losses.length;
