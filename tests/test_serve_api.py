@@ -379,6 +379,31 @@ def test_non_finite_numbers_and_broken_json_get_a_sentence(served, raw, words):
     assert_sentence(*served.call("POST", path, raw=raw)[::2], want_status=400, words=words)
 
 
+def png_bomb(side, inflated):
+    """A PNG that says side x side grey but whose pixel data inflates to ``inflated`` bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * inflated, 9))
+            + chunk(b"IEND", b""))
+
+
+def test_pngs_without_pillow_use_the_runtime_reader_and_refuse_bombs(served, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as on a board without pillow: the built-in reader decodes
+    x = np.linspace(0, 1, 64).reshape(8, 8)
+    status, _, out = served.call("POST", "/api/models/vae/encode", {"image": png_field(x)})
+    status2, _, ref = served.call("POST", "/api/models/vae/encode", {"image": (np.round(x * 255) / 255).tolist()})
+    assert status == status2 == 200 and np.allclose(out["latents"], ref["latents"], atol=1e-6)
+    bomb = base64.b64encode(png_bomb(8, 50 * 1024 * 1024)).decode()
+    assert len(bomb) < 200000
+    assert_sentence(*served.call("POST", "/api/models/vae/encode", {"image": {"png": bomb}})[::2], want_status=400,
+                    words="The image holds more pixel data than its size says")
+
+
 def test_complete_with_nan_in_the_image(served):
     raw = json.dumps({"image": IMG, "region": "center"}).replace("0.5", "NaN", 1).encode()
     assert_sentence(*served.call("POST", "/api/models/vae/complete", raw=raw)[::2], want_status=400,
@@ -528,6 +553,31 @@ def test_a_request_that_waits_too_long_answers_503(bundles):
         assert_sentence(status, payload, 503, "Model vae stayed busy for 0 s")
         assert int(headers["Retry-After"]) >= 1
         assert s.call("POST", "/api/models/vae/sample", {"n": 1})[0] == 200
+    finally:
+        s.stop()
+
+
+def test_connections_beyond_the_cap_get_503_at_once(bundles):
+    s = Served([bundles["vae"]])
+    try:
+        s.server._connections = threading.BoundedSemaphore(1)  # the cap (64 in use) lowered to one
+        idle = socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT)  # connected, sends nothing
+        try:
+            deadline = time.time() + TIMEOUT
+            status = None
+            while time.time() < deadline:  # until the server has taken the idle connection's place
+                status, headers, payload = s.call("GET", "/api/info")
+                if status == 503:
+                    break
+                time.sleep(0.02)
+            assert_sentence(status, payload, 503, "too many connections")
+            assert headers["Retry-After"] == "1"
+        finally:
+            idle.close()
+        deadline = time.time() + TIMEOUT
+        while s.call("GET", "/api/info")[0] != 200 and time.time() < deadline:
+            time.sleep(0.02)
+        assert s.call("GET", "/api/info")[0] == 200  # the place comes back when the idle client leaves
     finally:
         s.stop()
 

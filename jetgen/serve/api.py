@@ -491,12 +491,14 @@ class Api(object):
                 "images": png_b64(rec)}
 
     def directions(self, name, query):
-        """The first principal directions of the model's decoded prior samples, as latent vectors.
+        """The principal directions of the model's decoded prior samples, as latent vectors.
 
-        The decoded outputs of DIRECTION_SAMPLES seeded prior draws (per-label means removed for
-        conditional models) give image-space principal components; each component's score is
-        regressed on the latents, and the regression vector, scaled to one standard deviation of the
-        draws along it, is a direction: moving a latent by t times it moves the output along that mode.
+        DIRECTION_SAMPLES seeded prior draws are decoded (labels cycling, per-label means removed, for
+        conditional models). The outputs are regressed linearly on the whitened latents, X ~ U C, and
+        the singular value decomposition of C (D x pixels) gives the latent directions along which the
+        outputs vary most, in order; each is returned in latent coordinates scaled to one standard
+        deviation of the draws, so moving a latent by t times it moves the output by t standard
+        deviations along that mode. ``explained``: each direction's share of the output variance.
         """
         slot = self.slot(name)
         self._images_only(slot)
@@ -524,16 +526,15 @@ class Api(object):
         else:  # the label moves the output too: keep only what the latent moves
             for label in np.unique(ints):
                 x[ints == label] -= x[ints == label].mean(axis=0)
-        _, s, vt = np.linalg.svd(x, full_matrices=False)
-        kk = min(MAX_DIRECTIONS, m.latent_dim, len(s))
-        scores = x.dot(vt[:kk].T)
         zc = z - z.mean(axis=0)
-        coef = np.linalg.lstsq(zc, scores, rcond=None)[0].T  # (kk, D): latent direction of each mode
-        norms = np.linalg.norm(coef, axis=1, keepdims=True)
-        unit = coef / np.maximum(norms, 1e-12)
-        spread = np.std(zc.dot(unit.T), axis=0)[:, None]
-        explained = (s[:kk] ** 2) / max(float(np.sum(s ** 2)), 1e-12)
-        return (unit * spread).astype(np.float32), explained.astype(np.float64)
+        w, v = np.linalg.eigh(zc.T.dot(zc) / n)
+        root = (v * np.sqrt(np.maximum(w, 0))).dot(v.T)  # the draws' covariance^(1/2)
+        white = zc.dot(np.linalg.pinv(root))              # unit covariance
+        c = white.T.dot(x) / n                            # (D, pixels): least squares, as white'white = n I
+        u, s, _ = np.linalg.svd(c, full_matrices=False)   # D x D problem: cheap for any image size
+        total = max(float(np.sum(x * x)) / n, 1e-12)
+        keep = min(MAX_DIRECTIONS, len(s))
+        return root.dot(u[:, :keep]).T.astype(np.float32), (s[:keep] ** 2 / total).astype(np.float64)
 
     # -- completion ------------------------------------------------------------------------------
     def complete(self, name, body):
