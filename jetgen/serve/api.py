@@ -15,6 +15,7 @@ import math
 import os
 import secrets
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -345,7 +346,10 @@ class Api(object):
             self.close()
             raise
         from jetgen.runtime.device_info import describe
-        self.device = describe(include_modules=True)
+        self.device = describe(include_modules=False)
+        # versions of what the backends loaded: importing tensorrt only to name it costs memory on a Nano
+        self.device["versions"] = dict((name, getattr(sys.modules[name], "__version__", None))
+                                       for name in ("numpy", "onnxruntime", "tensorrt") if name in sys.modules)
 
     def close(self):
         for slot in self.slots.values():
