@@ -400,7 +400,7 @@ class Model(object):
         return self._prior.project(np.asarray(z, dtype=np.float64))
 
     def complete(self, x, mask, labels=None, steps=100, lr=5e-2, tol=None, init="prior_mean", seed=None,
-                 prior_weight=1.0, window=10):
+                 prior_weight=1.0, window=10, callback=None):
         """Fill the hidden part (mask 0) of inputs by optimising their latents with Adam.
 
         Minimises, per example, the masked negative log-likelihood from ``latent_grad.onnx`` plus
@@ -410,7 +410,10 @@ class Model(object):
         prior draw) or an array of latents. With ``tol``, an example stops when its objective
         improved by less than ``tol`` (relative) over the last ``window`` steps; the run ends when
         all have stopped. ``labels="infer"`` tries every label (in one batch) and keeps, per
-        example, the one with the lowest final objective. Returns a ``Completion``.
+        example, the one with the lowest final objective. ``callback(step, z, objective)``, when given,
+        is called after each evaluation with the float64 latents (B, D) and objectives (B,) at that step
+        (with labels="infer" the rows are every (example, label) pair, example-major); an exception it
+        raises ends the run. Returns a ``Completion``.
         Raises JetgenError for bad shapes, NaN, a mask not of 0/1, bad labels or a bundle
         without a latent_grad graph.
         """
@@ -432,7 +435,7 @@ class Model(object):
                 raise JetgenError("tol must be a number >= 0.")
         window = self._count(window, "window")
         if isinstance(labels, str) and labels == "infer":
-            return self._complete_infer(x, mask, steps, lr, tol, init, seed, prior_weight, window)
+            return self._complete_infer(x, mask, steps, lr, tol, init, seed, prior_weight, window, callback)
         y, ints = self.label_matrix(labels, len(x))
         if not self.bundle.has("latent_grad"):
             raise JetgenError("This bundle has no latent_grad graph, which complete() needs; re-export it.")
@@ -450,6 +453,8 @@ class Model(object):
             current = history[-1].copy() if history else np.zeros(n)
             current[rows] = obj
             history.append(current)
+            if callback is not None:
+                callback(step, z, current)
             better = obj < best[rows]
             best[rows[better]], best_z[rows[better]], best_nll[rows[better]] = obj[better], z[rows[better]], nll[better]
             if step == steps:
@@ -472,7 +477,7 @@ class Model(object):
         return Completion(z=best_z, x=completed, decoded=decoded, loss=best, nll=best_nll,
                           history=np.array(history), steps=len(history) - 1, labels=ints)
 
-    def _complete_infer(self, x, mask, steps, lr, tol, init, seed, prior_weight, window):
+    def _complete_infer(self, x, mask, steps, lr, tol, init, seed, prior_weight, window, callback=None):
         if not self.conditional:
             raise JetgenError("labels='infer' needs a conditional model.")
         n, k = len(x), len(self.labels)
@@ -480,7 +485,7 @@ class Model(object):
             init = np.repeat(self._latents(init), k, axis=0) if len(self._latents(init)) == n else init
         cand = np.tile(np.arange(k), n)
         r = self.complete(np.repeat(x, k, axis=0), np.repeat(mask, k, axis=0), labels=cand, steps=steps, lr=lr,
-                          tol=tol, init=init, seed=seed, prior_weight=prior_weight, window=window)
+                          tol=tol, init=init, seed=seed, prior_weight=prior_weight, window=window, callback=callback)
         table = r.loss.reshape(n, k)
         pick = np.argmin(table, axis=1)
         idx = np.arange(n) * k + pick
