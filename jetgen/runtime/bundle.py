@@ -12,6 +12,7 @@ names and shapes as the format fixes them. Nothing is ever unpickled. Every prob
 import json
 import os
 
+from jetgen.atomic import recover
 from jetgen.digest import sha256_file  # noqa: F401  (re-exported: part of this module's API)
 from jetgen.errors import JetgenError
 
@@ -226,6 +227,7 @@ class Bundle(object):
         broken, a missing graph file, or a size or sha256 that differs from the manifest.
         """
         path = os.path.abspath(os.fspath(path))
+        recover(path)  # an export killed mid-swap leaves the last complete copy beside path
         if not os.path.isdir(path):
             raise JetgenError("No bundle directory at {}; give the path of a NAME.jetgen directory.".format(path))
         mpath = os.path.join(path, MANIFEST)

@@ -16,7 +16,7 @@ import csv
 import json
 import os
 
-from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text
+from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text, recover
 from jetgen.digest import sha256_file  # noqa: F401  (re-exported for callers of this module)
 from jetgen.errors import JetgenError
 
@@ -78,6 +78,7 @@ def save_checkpoint(run_dir, model, train_state, meta):
 
 def read_meta(run_dir):
     path = os.path.join(run_dir, CHECKPOINT_DIR, "meta.json")
+    recover(os.path.join(run_dir, CHECKPOINT_DIR))  # a kill mid-swap leaves the last complete copy beside it
     try:
         with open(path) as handle:
             meta = json.load(handle)
