@@ -22,7 +22,8 @@ the temporaries there whose owner process is gone (``os.kill(pid, 0)``), never t
 Temporaries of jetgen 0.1 (no pid in the name) are left alone, since nothing says whose they are.
 
 Modes: files are created with mode 0666 and directories 0777, less the umask, as ``open()`` and
-``os.mkdir()`` would create them (0644 and 0755 under the usual umask 022).
+``os.mkdir()`` would create them (0644 and 0755 under the usual umask 022); an ``AtomicDirectory``
+gives everything in it those modes before publishing (0777 less the umask for executable files).
 
 Fault injection, for tests: ``JETGEN_FAULT_KILL_AT=N`` makes the process SIGKILL itself at its N-th
 write step (counted from 1 per process); ``JETGEN_FAULT_LOG=FILE`` appends ``N PID KIND PATH`` per step.
@@ -121,18 +122,37 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def _fsync_tree(root):
-    """fsync every file and directory under ``root``, so a power cut cannot publish empty files."""
+def current_umask():
+    """The process's umask, read without changing it where Linux allows (/proc), else by setting it back."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _finish_tree(root):
+    """Give every file and directory under ``root`` the umask's mode (libraries such as safetensors create
+    0600 files) and fsync them, so a power cut cannot publish empty files."""
+    mask = current_umask()
     for here, _, names in os.walk(root):
         for name in names:
             full = os.path.join(here, name)
             if os.path.islink(full) or not os.path.isfile(full):
                 continue
+            executable = os.stat(full).st_mode & 0o111
+            os.chmod(full, (0o777 if executable else 0o666) & ~mask)
             fd = os.open(full, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        os.chmod(here, 0o777 & ~mask)
         _fsync_dir(here)
 
 
@@ -376,7 +396,7 @@ class AtomicDirectory(object):
 def _publish(tmp, path):
     """Put the complete directory ``tmp`` at ``path``, replacing what is there (see the module docstring)."""
     directory = os.path.dirname(path)
-    _fsync_tree(tmp)
+    _finish_tree(tmp)
     if not os.path.lexists(path):
         fault_step("dir-new", path)
         os.rename(tmp, path)

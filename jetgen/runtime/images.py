@@ -320,8 +320,8 @@ def npy_header(handle, name):
         return npy_format.read_array_header_2_0(handle)
     except JetgenError:
         raise
-    except (ValueError, OSError, SyntaxError, TypeError, struct.error) as err:
-        raise JetgenError("Cannot read {} as a .npy array ({}).".format(name, err))
+    except Exception as err:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
+        raise JetgenError("Cannot read {} as a .npy array ({}: {}).".format(name, type(err).__name__, err))
 
 
 def load_npy(path):
