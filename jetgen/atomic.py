@@ -1,21 +1,22 @@
 """Atomic file and directory writes that survive a kill at any instant, and the recovery that goes with them.
 
-Files: ``atomic_write_bytes/text/json(path, ...)`` write ``.NAME.<pid>.<random>.tmp`` beside ``path``,
+Files: ``atomic_write_bytes/text/json(path, ...)`` write ``.NAME.jg<pid>.<random>.tmp`` beside ``path``,
 fsync it and rename it over ``path``, so ``path`` holds the old or the new content, never a mix.
 
-Directories: ``AtomicDirectory(path, force)`` builds ``.NAME.<pid>.<random>.tmp`` and publishes it whole:
+Directories: ``AtomicDirectory(path, force)`` builds ``.NAME.jg<pid>.<random>.tmp`` and publishes it whole:
 
 - ``path`` absent: one rename.
 - ``path`` present, on Linux filesystems with ``renameat2(RENAME_EXCHANGE)`` (ext4, xfs, btrfs, tmpfs):
   the new and the old directory trade places in one step, then the old copy (now under the temporary
   name) is deleted. ``path`` holds a complete copy at every instant.
-- elsewhere: tmp -> ``.NAME.<pid>.<random>.ready`` (marks it complete), ``path`` ->
-  ``.NAME.<pid>.<random>.old``, ready -> ``path``, delete old. A kill between the renames can leave
+- elsewhere: tmp -> ``.NAME.jg<pid>.<random>.ready`` (marks it complete), ``path`` ->
+  ``.NAME.jg<pid>.<random>.old``, ready -> ``path``, delete old. A kill between the renames can leave
   ``path`` absent; ``recover(path)`` then restores the newest complete copy.
 
 ``recover(path)`` runs when an ``AtomicDirectory`` starts, when a bundle is opened and when a run's
 checkpoint is read: it puts the newest complete copy at ``path`` (a ``.ready`` directory, else
-``path`` itself, else an ``.old`` one or the ``NAME.old`` that jetgen 0.1 left) and deletes the rest.
+``path`` itself, else an ``.old`` one, else the ``NAME.old`` that jetgen 0.1 left) and deletes the
+other temporaries of ``path`` (``NAME.old`` is deleted only by the next replacement, as 0.1 did).
 
 Stale temporaries: every temporary name carries its owner's pid; each write into a directory removes
 the temporaries there whose owner process is gone (``os.kill(pid, 0)``), never those of a live one.
@@ -45,10 +46,10 @@ import sys
 
 from jetgen.errors import JetgenError
 
-TEMP_TAGS = ("tmp", "ready", "old")
-# .NAME.<pid>.<8 hex>.<tag>; NAME is the target's name cut to STEM_CHARS so the result fits NAME_MAX
-_TEMP_RE = re.compile(r"^\.(.+)\.(\d+)\.([0-9a-f]{8})\.(tmp|ready|old)$", re.S)
-STEM_CHARS = 200
+# .NAME.jg<pid>.<8 hex>.<tag>: "jg" keeps other programs' temporaries out of the pattern; NAME is
+# the target's name cut to STEM_BYTES so that the whole name fits in NAME_MAX (255 bytes)
+_TEMP_RE = re.compile(r"^\.(.+)\.jg(\d+)\.([0-9a-f]{8})\.(tmp|ready|old)$", re.S)
+STEM_BYTES = 200
 KILL_ENV = "JETGEN_FAULT_KILL_AT"
 LOG_ENV = "JETGEN_FAULT_LOG"
 
@@ -69,12 +70,12 @@ def fault_step(kind, path):
 
 # -- names and owners -------------------------------------------------------------------------
 def _stem(name):
-    return name[:STEM_CHARS]
+    return os.fsdecode(os.fsencode(name)[:STEM_BYTES])
 
 
 def _temp_name(directory, name, tag):
     token = binascii.hexlify(os.urandom(4)).decode("ascii")
-    return os.path.join(directory, ".{}.{}.{}.{}".format(_stem(name), os.getpid(), token, tag))
+    return os.path.join(directory, ".{}.jg{}.{}.{}".format(_stem(name), os.getpid(), token, tag))
 
 
 def parse_temp_name(entry):
@@ -186,7 +187,7 @@ def clean_stale(directory):
         else:
             targets.add(parsed[0])
     for stem in sorted(targets):
-        if len(stem) < STEM_CHARS:  # a cut stem does not say the target's full name: leave it to recover()
+        if len(os.fsencode(stem)) < STEM_BYTES:  # a cut stem does not say the target's full name: leave it to recover()
             removed.extend(_recover(os.path.join(directory, stem), stem))
     return removed
 
@@ -223,19 +224,20 @@ def _recover(path, stem):
                 return []  # a live writer is between its renames: leave everything to it
             continue
         {"ready": ready, "old": olds, "tmp": tmps}[parsed[2]].append(full)
-    legacy = path + ".old"
-    if os.path.isdir(legacy) and not os.path.islink(legacy):
-        olds.append(legacy)
-    if not ready and not olds and not tmps:
+    present = os.path.lexists(path)
+    legacy = path + ".old"  # jetgen 0.1's name: restored when nothing newer exists, deleted only on a write
+    has_legacy = not present and os.path.isdir(legacy) and not os.path.islink(legacy)
+    if not ready and not olds and not tmps and not has_legacy:
         return []
     ready.sort(key=_mtime)
     olds.sort(key=_mtime)
     chosen = None
-    present = os.path.lexists(path)
     if ready and (not present or _mtime(ready[-1]) >= _mtime(path)):
         chosen = ready.pop()
     elif not present and olds:
         chosen = olds.pop()
+    elif has_legacy:
+        chosen = legacy
     if chosen is not None:
         _put_in_place(chosen, path, present)
     removed = []
@@ -412,6 +414,7 @@ def _publish(tmp, path):
             _fsync_dir(directory)
             fault_step("dir-clean", path)
             _remove(tmp)
+            _remove_legacy_old(path)
             return
     else:
         fault_step("dir-swap", path)
@@ -431,3 +434,11 @@ def _publish(tmp, path):
     _fsync_dir(directory)
     fault_step("dir-clean", path)
     _remove(old)
+    _remove_legacy_old(path)
+
+
+def _remove_legacy_old(path):
+    """Delete jetgen 0.1's NAME.old after a replacement, as 0.1 itself did before each of its swaps."""
+    legacy = path + ".old"
+    if os.path.isdir(legacy) and not os.path.islink(legacy):
+        _remove(legacy)
