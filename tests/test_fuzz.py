@@ -1,6 +1,6 @@
 """Fuzzing the command line with a seeded mutation corpus (issue 8, "The suite that keeps it so").
 
-About 330 cases in five families, each a ``jetgen`` command on a mutated input:
+About 400 cases in five families, each a ``jetgen`` command on a mutated input:
 
 - ``manifest``: a small real bundle (tests/runtime_fixtures.py) whose manifest.json has one field
   deleted or retyped, huge numbers, NaN, deep nesting, bytes flipped or cut; run through ``info`` and ``sample``;
@@ -22,7 +22,8 @@ Cases that fail because of code outside this change are marked ``xfail(strict=Tr
 below (``MANIFEST_XFAIL``: the bundle checker, issue items 6, 11, 14; ``RUNTIME_XFAIL``: the runtime
 commands, items 8 and 10), so a fix there turns them into failures that ask for the mark to go.
 
-    python tests/test_fuzz.py --report      # the outcome table for the jetgen on PYTHONPATH
+    python tests/test_fuzz.py --report [--details]     # the outcome table (and every failure)
+    JETGEN_FUZZ_PYTHONPATH=OLD python tests/test_fuzz.py --report   # the same corpus against another jetgen tree
 """
 import copy
 import gzip
@@ -588,9 +589,9 @@ def _limit(bytes_):
     return apply
 
 
-def child_env(pythonpath=None):
+def child_env():
     env = dict(os.environ)
-    env["PYTHONPATH"] = pythonpath or env.get("JETGEN_FUZZ_PYTHONPATH") or ROOT
+    env["PYTHONPATH"] = env.get("JETGEN_FUZZ_PYTHONPATH") or ROOT
     env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MB of address space per thread arena otherwise
     env["OMP_NUM_THREADS"] = "1"
     return env
@@ -658,11 +659,15 @@ def run_subprocess(case, memory):
 
 def run_corpus(work):
     cases = build_corpus(work)
-    runtime = [c for c in cases if c["family"] != "idx"]
-    training = [c for c in cases if c["family"] == "idx"]
-    results = run_batch(runtime, work, "runtime", MEMORY_LIMIT, CASE_TIMEOUT)
-    results.update(run_batch(training, work, "training", TRAIN_MEMORY_LIMIT, TRAIN_TIMEOUT))
-    return cases, results
+    return cases, run_cases(cases, work)
+
+
+def run_cases(cases, work):
+    """{id: result} for ``cases``: the runtime ones in one batch, the training ones (torch) in another."""
+    results = run_batch([c for c in cases if c["family"] != "idx"], work, "runtime", MEMORY_LIMIT, CASE_TIMEOUT)
+    results.update(run_batch([c for c in cases if c["family"] == "idx"], work, "training", TRAIN_MEMORY_LIMIT,
+                             TRAIN_TIMEOUT))
+    return results
 
 
 def table(cases, results):
@@ -679,30 +684,38 @@ def table(cases, results):
 
 
 # -- tests -----------------------------------------------------------------------------------------
+_BUILT = {}
+
+
+def built_corpus():
+    """The corpus, built once per process (collection needs its ids, the fixture its files)."""
+    if not _BUILT:
+        import atexit
+        work = tempfile.mkdtemp(prefix="jetgen-fuzz-")
+        atexit.register(shutil.rmtree, work, True)
+        _BUILT.update(work=work, cases=build_corpus(work))
+    return _BUILT["work"], _BUILT["cases"]
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    work = str(tmp_path_factory.mktemp("fuzz"))
+def corpus():
+    work, cases = built_corpus()
     started = time.time()
-    cases, results = run_corpus(work)
+    results = run_cases(cases, work)
     return {"cases": dict((c["id"], c) for c in cases), "results": results, "seconds": time.time() - started,
             "work": work}
 
 
 def _case_ids():
-    work = tempfile.mkdtemp(prefix="jetgen-fuzz-ids-")
-    try:
-        ids = [c["id"] for c in build_corpus(work)]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     params = []
-    for cid in ids:
+    for cid in [c["id"] for c in built_corpus()[1]]:
         reason = MANIFEST_XFAIL.get(cid) or RUNTIME_XFAIL.get(cid)
         params.append(pytest.param(cid, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else cid)
     return params
 
 
 def test_corpus_is_large_and_seeded(tmp_path):
-    a = build_corpus(str(tmp_path / "a"))
+    a = built_corpus()[1]
     b = build_corpus(str(tmp_path / "b"))
     assert len(a) >= 300
     assert [(c["id"], c["what"]) for c in a] == [(c["id"], c["what"]) for c in b]
