@@ -13,6 +13,7 @@ are checked before any value is used; each problem raises ``JetgenError`` with o
 import json
 import os
 
+from jetgen.atomic import recover
 from jetgen.errors import JetgenError
 
 FORMAT = "jetgen-bundle"
@@ -407,6 +408,7 @@ def read_manifest(bundle_dir, full=True):
     is a link out of the bundle, unreadable or hostile JSON, or any broken rule.
     """
     bundle_dir = os.path.abspath(os.fspath(bundle_dir))
+    recover(bundle_dir)  # an export killed mid-swap leaves the last complete copy beside bundle_dir
     if not os.path.isdir(bundle_dir):
         raise JetgenError("No bundle directory at {}; give the path of a NAME.jetgen directory.".format(bundle_dir))
     path = os.path.join(bundle_dir, MANIFEST)

@@ -1,9 +1,15 @@
 """Reading inputs and writing outputs: PNG grids and strips, .npy arrays.
 
 Arrays are float32 (n, C, H, W) in [0, 1]. PNGs are written with pillow when it is installed, else
-with a small built-in writer (zlib, 8-bit grey or RGB); PNG inputs are read with pillow, else with
-the built-in reader (8-bit grey, grey+alpha, RGB or RGBA, not interlaced). Every file is written
-atomically. Every problem raises JetgenError. numpy and the standard library; Python 3.6 compatible.
+with a small built-in writer (zlib, 8-bit grey or RGB); image inputs are read with pillow (PNG, JPEG
+and the other IMAGE_EXTENSIONS), else with the built-in reader (PNG only: 8- or 16-bit grey,
+grey+alpha, RGB or RGBA, not interlaced). Every file is written atomically. Every problem raises
+JetgenError.
+
+Inputs are bounded before anything is allocated: an input file has at most MAX_INPUT_BYTES, an
+image at most MAX_IMAGE_PIXELS (read from the PNG header, or pillow's, before decoding), a .npy
+array at most MAX_INPUT_BYTES of data and MAX_NPY_DIMS dimensions (read from its header). 16-bit
+images are scaled by 65535, 8-bit ones by 255. numpy and the standard library; Python 3.6 compatible.
 """
 import io
 import os
@@ -16,6 +22,13 @@ from jetgen.atomic import atomic_write_bytes
 from jetgen.errors import JetgenError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # colour type: bit depths
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE  # 16.8 Mpx; a float32 RGB copy of that is 200 MB
+MAX_INPUT_BYTES = 256 * 1024 * 1024  # an input file (image or .npy) larger than this is refused unread
+MAX_NPY_DIMS = 8
+MAX_NPY_HEADER = 65536  # bytes; numpy's own default limit since 1.24 is 10000
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 GRID_COLUMNS = 8
 MASK_REGIONS = ("bottom-half", "top-half", "left-half", "right-half", "center")
 
@@ -44,14 +57,53 @@ def _paeth(a, b, c):
     return b if pb <= pc else c
 
 
-def decode_png(data, name="the PNG"):
-    """uint8 array (H, W) or (H, W, channels) from PNG bytes, with the built-in reader.
+def _check_pixels(width, height, name):
+    """JetgenError when an image of ``width`` x ``height`` exceeds MAX_IMAGE_PIXELS (checked before decoding)."""
+    if width < 1 or height < 1:
+        raise JetgenError("{} claims a size of {}x{} pixels; it is not a readable image.".format(name, width, height))
+    if width * height > MAX_IMAGE_PIXELS:
+        raise JetgenError("{} is {}x{} pixels, more than the {} pixels ({}x{}) this reader accepts; shrink it "
+                          "first.".format(name, width, height, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
 
-    Reads 8-bit grey (0), RGB (2), grey+alpha (4) and RGBA (6), not interlaced; JetgenError otherwise.
+
+def png_header(data, name="the PNG"):
+    """(width, height, bit depth, colour type, interlace) from a PNG's first 33 bytes, size-checked.
+
+    Raises JetgenError when ``data`` is not a PNG, its first chunk is not a valid IHDR, the bit depth
+    does not exist for the colour type, or the image has more than MAX_IMAGE_PIXELS pixels; all of
+    this before a byte of pixel data is decompressed.
     """
     if data[:8] != PNG_SIGNATURE:
         raise JetgenError("{} is not a PNG file.".format(name))
-    pos, header, idat = 8, None, []
+    if len(data) < 33 or data[12:16] != b"IHDR" or struct.unpack(">I", data[8:12])[0] != 13:
+        raise JetgenError("Cannot read {}: it is not a readable PNG (its first chunk is not IHDR).".format(name))
+    w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if depth not in PNG_DEPTHS.get(colour, ()) or interlace not in (0, 1):
+        raise JetgenError("Cannot read {}: it is not a readable PNG (bit depth {} with colour type {}, interlace {})."
+                          .format(
+            name, depth, colour, interlace))
+    _check_pixels(w, h, name)
+    return w, h, depth, colour, interlace
+
+
+def decode_png(data, name="the PNG"):
+    """Pixels (H, W) or (H, W, channels) from PNG bytes, with the built-in reader: uint8 for 8-bit
+    files, uint16 for 16-bit ones (the dtype says the bit depth).
+
+    Reads 8- and 16-bit grey (0), RGB (2), grey+alpha (4) and RGBA (6), not interlaced. The size is
+    checked from the header before decompression, and no more than the header's amount of pixel data
+    is ever decompressed. JetgenError otherwise.
+    """
+    w, h, depth, colour, interlace = png_header(data, name)
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour)
+    if depth not in (8, 16) or channels is None or interlace:
+        raise JetgenError("{} is a PNG this reader cannot decode (bit depth {}, colour type {}, interlace {}); "
+                          "install pillow or save it as 8- or 16-bit grey or RGB.".format(name, depth, colour, interlace))
+    pos, idat = 8, []
+    nbytes = depth // 8
+    bpp = channels * nbytes  # bytes per pixel: the filters' left neighbour is this far back
+    stride = w * bpp
+    expected = h * (stride + 1)
     try:
         while pos < len(data):
             length, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -59,24 +111,15 @@ def decode_png(data, name="the PNG"):
             if len(body) != length:
                 raise ValueError("truncated chunk")
             pos += 12 + length
-            if kind == b"IHDR":
-                header = struct.unpack(">IIBBBBB", body)
-            elif kind == b"IDAT":
+            if kind == b"IDAT":
                 idat.append(body)
             elif kind == b"IEND":
                 break
-        if header is None:
-            raise ValueError("no IHDR chunk")
-        w, h, depth, colour, _, _, interlace = header
-        channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour)
-        if depth != 8 or channels is None or interlace:
-            raise JetgenError("{} is a PNG this reader cannot decode (bit depth {}, colour type {}, interlace {}); "
-                              "install pillow or save it as 8-bit grey or RGB.".format(name, depth, colour, interlace))
-        raw = zlib.decompress(b"".join(idat))
+        # a few bytes of deflate can expand to gigabytes: never take more than the header promises
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected + 1)
     except (struct.error, zlib.error, ValueError) as err:
         raise JetgenError("{} is not a readable PNG ({}).".format(name, err))
-    stride = w * channels
-    if len(raw) != h * (stride + 1):
+    if len(raw) != expected:
         raise JetgenError("{} is not a readable PNG (wrong amount of pixel data).".format(name))
     out = np.zeros((h, stride), dtype=np.uint8)
     prev = np.zeros(stride, dtype=np.int64)
@@ -90,18 +133,20 @@ def decode_png(data, name="the PNG"):
         elif ftype in (1, 3, 4):  # these depend on the pixel to the left: decode byte by byte
             cur = np.zeros(stride, dtype=np.int64)
             for j in range(stride):
-                left = cur[j - channels] if j >= channels else 0
+                left = cur[j - bpp] if j >= bpp else 0
                 if ftype == 1:
                     pred = left
                 elif ftype == 3:
                     pred = (left + prev[j]) // 2
                 else:
-                    pred = _paeth(left, prev[j], prev[j - channels] if j >= channels else 0)
+                    pred = _paeth(left, prev[j], prev[j - bpp] if j >= bpp else 0)
                 cur[j] = (line[j] + pred) & 0xFF
         else:
             raise JetgenError("{} is not a readable PNG (unknown filter {}).".format(name, ftype))
         out[i] = cur
         prev = cur
+    if nbytes == 2:  # samples are big-endian 16-bit
+        out = out.view(">u2").astype(np.uint16)
     return out.reshape(h, w) if channels == 1 else out.reshape(h, w, channels)
 
 
@@ -118,25 +163,79 @@ def write_png(path, pixels):
     atomic_write_bytes(path, data)
 
 
-def read_png(path):
-    """float32 (H, W) or (H, W, 3) in [0, 1] from a PNG file (alpha dropped); JetgenError when unreadable."""
+def read_image(path, size=None, grey=False):
+    """float32 (H, W) or (H, W, 3) in [0, 1] from an image file (alpha dropped); JetgenError when unreadable.
+
+    PNG with the built-in reader or pillow; JPEG and the other formats pillow reads need pillow. The
+    file size (MAX_INPUT_BYTES) and pixel count (MAX_IMAGE_PIXELS) are checked before decoding, from
+    the PNG header or pillow's. Samples are scaled by their real bit depth (16-bit PNGs by 65535).
+    ``size`` = (width, height) resizes (bilinear, pillow); ``grey`` converts colour to grey
+    (ITU-R 601 luma, as pillow's "L").
+    """
     if not os.path.isfile(path):
         raise JetgenError("No file at {}.".format(path))
+    if os.path.getsize(path) > MAX_INPUT_BYTES:
+        raise JetgenError("{} is {} bytes, more than the {} bytes an input image may have.".format(
+            path, os.path.getsize(path), MAX_INPUT_BYTES))
+    with open(path, "rb") as handle:
+        head = handle.read(33)
+    depth = png_header(head, path)[2] if head[:8] == PNG_SIGNATURE else None
     try:
         from PIL import Image
     except ImportError:
+        if depth is None:
+            raise JetgenError("{} is not a PNG; reading JPEG and other image formats needs pillow "
+                              "(pip install pillow).".format(path))
         with open(path, "rb") as handle:
             pixels = decode_png(handle.read(), path)
-    else:
-        try:
-            with Image.open(path) as img:
-                grey = img.mode in ("1", "L", "LA", "I", "I;16", "F")
-                pixels = np.asarray(img.convert("L" if grey else "RGB"))
-        except (OSError, ValueError, SyntaxError) as err:
-            raise JetgenError("Cannot read {} as an image ({}).".format(path, err))
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., 0]
+        if size is not None and tuple(size) != (pixels.shape[1], pixels.shape[0]):
+            raise JetgenError("{} is {}x{} pixels; resizing it to {}x{} needs pillow (pip install pillow).".format(
+                path, pixels.shape[1], pixels.shape[0], size[0], size[1]))
+        pixels = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
+        if pixels.ndim == 3:
+            pixels = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., 0]
+        if grey and pixels.ndim == 3:
+            pixels = pixels.dot(np.array([0.299, 0.587, 0.114], dtype=np.float32))
+        return pixels
+    return _read_with_pillow(Image, path, size, grey, depth)
+
+
+def _read_with_pillow(Image, path, size, grey, png_depth):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower
+            img = Image.open(path)
+        with img:
+            _check_pixels(img.size[0], img.size[1], path)
+            mode = img.mode
+            if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N") and (png_depth == 16 or mode != "I"):
+                # 16-bit grey: convert("L") would clip it, so scale by 65535 through a float image
+                arr = np.asarray(img).astype(np.float32) / 65535.0
+                if size is not None and tuple(size) != img.size:
+                    arr = np.asarray(Image.fromarray(arr, mode="F").resize(tuple(size), Image.BILINEAR))
+                return np.clip(arr, 0.0, 1.0).astype(np.float32)
+            if mode in ("I", "F"):
+                raise JetgenError("{} holds 32-bit samples; save it as an 8- or 16-bit image.".format(path))
+            to_grey = grey or mode in ("1", "L", "LA", "La")
+            img = img.convert("L" if to_grey else "RGB")
+            if size is not None and tuple(size) != img.size:
+                img = img.resize(tuple(size), Image.BILINEAR)
+            pixels = np.asarray(img)
+    except JetgenError:
+        raise
+    except Image.DecompressionBombError:
+        raise JetgenError("{} has more than the {} pixels this reader accepts; shrink it first.".format(
+            path, MAX_IMAGE_PIXELS))
+    except Exception as err:  # pillow raises many types (OSError, SyntaxError, struct.error, ...) for a bad file
+        raise JetgenError("Cannot read {} as an image ({}: {}).".format(path, type(err).__name__, err))
     return pixels.astype(np.float32) / 255.0
+
+
+def read_png(path):
+    """float32 (H, W) or (H, W, 3) in [0, 1] from an image file; see ``read_image``."""
+    return read_image(path)
 
 
 # -- arrays <-> files ----------------------------------------------------------------------------
@@ -196,24 +295,78 @@ def completion_sheet(x, mask, completed, columns=GRID_COLUMNS, hidden_grey=0.35)
     return np.concatenate(rows)
 
 
+def npy_header(handle, name):
+    """(shape, fortran_order, dtype) of an open .npy file, read without reading its data.
+
+    Raises JetgenError for a file that is not .npy, a header over MAX_NPY_HEADER bytes, or format
+    version 3.0 (non-ASCII field names, which no numeric array has).
+    """
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            raise JetgenError("{} is a .npy file of format version {}.{}, which this reader does not take; save a "
+                              "plain numeric array with numpy.save.".format(name, version[0], version[1]))
+        start = handle.tell()
+        size_bytes = handle.read(2 if version == (1, 0) else 4)
+        length = struct.unpack("<H" if version == (1, 0) else "<I", size_bytes)[0]
+        if length > MAX_NPY_HEADER:  # numpy before 1.24 would read a header of any length the file claims
+            raise JetgenError("{} has a .npy header of {} bytes, more than the {} a numeric array needs.".format(
+                name, length, MAX_NPY_HEADER))
+        handle.seek(start)
+        if version == (1, 0):
+            return npy_format.read_array_header_1_0(handle)
+        return npy_format.read_array_header_2_0(handle)
+    except JetgenError:
+        raise
+    except Exception as err:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
+        raise JetgenError("Cannot read {} as a .npy array ({}: {}).".format(name, type(err).__name__, err))
+
+
 def load_npy(path):
-    """A numeric array from a .npy file (never unpickled); JetgenError when missing or unreadable."""
+    """A finite numeric array from a .npy file (never unpickled); JetgenError when missing or unreadable.
+
+    The header is read first: object, structured and non-numeric dtypes, more than MAX_NPY_DIMS
+    dimensions, more than MAX_INPUT_BYTES of data (also as float32) and a file shorter than its header
+    promises are refused before anything is allocated. NaN or infinite values are refused too.
+    """
     if not os.path.isfile(path):
         raise JetgenError("No file at {}.".format(path))
+    with open(path, "rb") as handle:
+        shape, _, dtype = npy_header(handle, path)
+        data_start = handle.tell()
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise JetgenError("{} does not hold a numeric array (its dtype is {}).".format(path, dtype))
+    if len(shape) > MAX_NPY_DIMS or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise JetgenError("{} claims an array of shape {}, which is not a shape an input can have.".format(path, shape))
+    count = 1
+    for d in shape:
+        count *= d  # Python integers: no overflow, unlike np.prod
+    if count * max(dtype.itemsize, 4) > MAX_INPUT_BYTES:
+        raise JetgenError("{} holds an array of shape {} ({} values), more than the {} bytes an input may take; "
+                          "split it into smaller files.".format(path, tuple(shape), count, MAX_INPUT_BYTES))
+    if os.path.getsize(path) - data_start < count * dtype.itemsize:
+        raise JetgenError("{} is truncated: its header promises {} values of shape {} but the file is shorter."
+                          .format(path, count, tuple(shape)))
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
         raise JetgenError("Cannot read {} as a .npy array ({}).".format(path, err))
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
         raise JetgenError("{} does not hold a numeric array.".format(path))
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise JetgenError("{} holds NaN or infinite values; inputs must be finite numbers.".format(path))
     return arr
 
 
-def load_images(path, shape):
-    """Inputs (n, C, H, W) float32 for a model of output ``shape`` from a .npy or .png file.
+def load_images(path, shape, resize=False):
+    """Inputs (n, C, H, W) float32 for a model of output ``shape`` from a .npy or an image file.
 
-    .npy: (C, H, W), (n, C, H, W), or (H, W) / (n, H, W) for one-channel models. .png: one image
-    of H x W (RGB converted to grey for one-channel models). JetgenError on any other shape.
+    .npy: (C, H, W), (n, C, H, W), or (H, W) / (n, H, W) for one-channel models. An image (.png, or
+    .jpg and the other IMAGE_EXTENSIONS with pillow): one image of H x W (RGB converted to grey for
+    one-channel models, 16-bit scaled by 65535); with ``resize`` an image of another size is resized
+    to W x H (bilinear, pillow). JetgenError on any other shape or an unreadable file.
     """
     c, h, w = shape
     ext = os.path.splitext(path)[1].lower()
@@ -225,15 +378,15 @@ def load_images(path, shape):
             arr = arr[:, None]
         elif arr.shape == (c, h, w):
             arr = arr[None]
-    elif ext == ".png":
-        img = read_png(path)
+    elif ext in IMAGE_EXTENSIONS:
+        img = read_image(path, size=(w, h) if resize else None)
         if img.ndim == 3 and c == 1:
             img = img.dot(np.array([0.299, 0.587, 0.114], dtype=np.float32))
         if img.ndim == 2 and c == 3:
             img = np.repeat(img[..., None], 3, axis=2)
         arr = img[None, None] if img.ndim == 2 else np.transpose(img, (2, 0, 1))[None]
     else:
-        raise JetgenError("Cannot read {}: inputs must be .png or .npy files.".format(path))
+        raise JetgenError("Cannot read {}: inputs must be .png, .jpg or .npy files.".format(path))
     if arr.ndim != 4 or arr.shape[1:] != (c, h, w):
         raise JetgenError("{} holds shape {}, but this model takes ({}, {}, {}) images.".format(
             path, tuple(arr.shape), c, h, w))
@@ -261,9 +414,9 @@ def region_mask(region, shape):
 
 
 def load_mask(path, shape):
-    """A mask from a .npy (0/1 values) or .png (white = observed, threshold 0.5) file, shaped like inputs."""
+    """A mask from a .npy (0/1 values) or image (white = observed, threshold 0.5) file, shaped like inputs."""
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".png":
+    if ext in IMAGE_EXTENSIONS:
         arr = load_images(path, shape)
         return (arr >= 0.5).astype(np.float32)
     return load_images(path, shape)

@@ -8,6 +8,7 @@
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ IDX_CLASSES = {
 }
 TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_IDX_VALUES = 2 ** 29  # 512 MiB of pixels in one IDX file: eleven times MNIST's training images
 
 
 class Dataset:
@@ -77,33 +79,48 @@ def load_digits(image_size=28, n_train=1500, split_seed=0):
                    [str(i) for i in range(10)])
 
 
-def _read_bytes(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as handle:
-            return handle.read()
-    except (OSError, EOFError) as err:
-        raise JetgenError("Cannot read {}: {}. Replace it with an intact copy.".format(path, err))
-
-
 def read_idx(path):
-    """Read an IDX file (raw or gzip) of unsigned bytes into a numpy array; JetgenError if corrupt."""
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise JetgenError("{} is not an IDX file: it is only {} bytes long.".format(path, len(data)))
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4:
-        raise JetgenError("{} is not an unsigned-byte IDX file (wrong magic number {}); check that it is "
-                          "the right, uncorrupted download.".format(path, data[:4].hex()))
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise JetgenError("{} is truncated inside its header.".format(path))
-    dims = struct.unpack(">" + "I" * ndim, data[4:header])
-    expected = int(np.prod(dims))
-    if len(data) - header != expected:
-        raise JetgenError("{} is truncated or padded: its header promises {} values of shape {} but it holds {}."
-                          .format(path, expected, dims, len(data) - header))
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    """Read an IDX file (raw or gzip) of unsigned bytes into a numpy array; JetgenError if corrupt.
+
+    The header is read first and its dimensions multiplied as Python integers: more than
+    MAX_IDX_VALUES values, or a raw file whose length differs from what the header promises, is
+    refused before anything is allocated. A .gz file is decompressed as a stream, never past the
+    header's promise plus one byte, so a gzip bomb costs no more memory than an honest file.
+    """
+    gz = path.endswith(".gz")
+    try:
+        with (gzip.open if gz else open)(path, "rb") as handle:
+            head = handle.read(4)
+            if len(head) < 4:
+                raise JetgenError("{} is not an IDX file: it is only {} bytes long.".format(path, len(head)))
+            zero, dtype_code, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4:
+                raise JetgenError("{} is not an unsigned-byte IDX file (wrong magic number {}); check that it is "
+                                  "the right, uncorrupted download.".format(path, head.hex()))
+            raw_dims = handle.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise JetgenError("{} is truncated inside its header.".format(path))
+            dims = struct.unpack(">" + "I" * ndim, raw_dims)
+            expected = 1
+            for d in dims:
+                expected *= d  # Python integers: np.prod would overflow to a small number
+            if expected > MAX_IDX_VALUES:
+                raise JetgenError("{} claims shape {} ({} values), more than the {} values this reader accepts; "
+                                  "check that it is the right, uncorrupted file.".format(
+                                      path, dims, expected, MAX_IDX_VALUES))
+            if not gz and os.path.getsize(path) - (4 + 4 * ndim) != expected:
+                raise JetgenError("{} is truncated or padded: its header promises {} values of shape {} but it "
+                                  "holds {}.".format(path, expected, dims, os.path.getsize(path) - 4 - 4 * ndim))
+            data = handle.read(expected)
+            if len(data) != expected:
+                raise JetgenError("{} is truncated: its header promises {} values of shape {} but it holds {}."
+                                  .format(path, expected, dims, len(data)))
+            if handle.read(1):
+                raise JetgenError("{} is padded: it holds more than the {} values of shape {} its header promises."
+                                  .format(path, expected, dims))
+    except (OSError, EOFError, zlib.error) as err:
+        raise JetgenError("Cannot read {}: {}. Replace it with an intact copy.".format(path, err))
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _find_idx(directory, stem):
@@ -154,6 +171,10 @@ def load_idx_dataset(name, data_dir, download=False):
         if labels.size and labels.max() >= len(IDX_CLASSES[name]):
             raise JetgenError("{} has label {} but {} has only {} classes.".format(
                 labels_path, int(labels.max()), name, len(IDX_CLASSES[name])))
+        if split == "test" and images.shape[1:] != splits["train"][0].shape[2:]:
+            raise JetgenError("{} holds {}x{} images but the training images are {}x{}; both splits must have "
+                              "the same image size.".format(images_path, images.shape[1], images.shape[2],
+                                                           *splits["train"][0].shape[2:]))
         splits[split] = (torch.from_numpy(images.astype(np.float32) / 255.0)[:, None].contiguous(),
                          torch.from_numpy(labels.astype(np.int64)))
     return Dataset(name, splits["train"][0], splits["train"][1], splits["test"][0], splits["test"][1],
@@ -172,14 +193,10 @@ def _download_with_torchvision(name, data_dir):
 
 
 def _load_image(path, image_size):
-    from PIL import Image
+    """One grey image resized to image_size x image_size, in [0, 1]; size and bit depth checked by the reader."""
+    from jetgen.runtime.images import read_image
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L").resize((image_size, image_size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, ValueError) as err:
-        raise JetgenError("Cannot read image {}: {}.".format(path, err))
+    return read_image(path, size=(image_size, image_size), grey=True)
 
 
 def _scan_class_folders(root, image_size, classes=None):

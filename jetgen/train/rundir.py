@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from jetgen import __version__
-from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text
+from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text, recover
 from jetgen.digest import sha256_file  # noqa: F401  (re-exported for callers of this module)
 from jetgen.errors import JetgenError
 from jetgen.models import build_model
@@ -62,6 +62,7 @@ def read_config(run_dir):
 
 
 def has_checkpoint(run_dir):
+    recover(os.path.join(run_dir, CHECKPOINT_DIR))  # a kill mid-swap leaves the last complete copy beside it
     return os.path.isfile(os.path.join(run_dir, CHECKPOINT_DIR, "meta.json"))
 
 
@@ -84,6 +85,7 @@ def save_checkpoint(run_dir, model, train_state, meta):
 
 def read_meta(run_dir):
     path = os.path.join(run_dir, CHECKPOINT_DIR, "meta.json")
+    recover(os.path.join(run_dir, CHECKPOINT_DIR))  # a kill mid-swap leaves the last complete copy beside it
     try:
         with open(path) as handle:
             meta = json.load(handle)

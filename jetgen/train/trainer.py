@@ -37,7 +37,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from jetgen import __version__
-from jetgen.atomic import atomic_write_json
+from jetgen.atomic import atomic_write_json, clean_stale
 from jetgen.errors import JetgenError
 from jetgen.models import build_model, kind_class
 from jetgen.train import config as run_config, rundir
@@ -403,6 +403,7 @@ def _check_new_run_dir(run_dir, force):
         return
     if not os.path.isdir(run_dir):
         raise JetgenError("{} exists and is not a directory; choose another --out.".format(run_dir))
+    clean_stale(run_dir)  # temporaries of a run killed before its first file count as nothing
     if not os.listdir(run_dir):
         return
     if not os.path.isfile(os.path.join(run_dir, "config.json")):
