@@ -5,7 +5,7 @@ A server process imports the heavy modules once, then forks one child per reques
 exit status, SIGKILL kills only it). Used by the fault-injection tests, which kill a command at every
 write step and need dozens of trainings and exports in seconds.
 
-    with ForkServer(["jetgen.train.commands"]) as server:
+    with ForkServer(["jetgen.cli.train"]) as server:
         done = server.run(["train", "vae", "--out", "R"], env={"JETGEN_FAULT_KILL_AT": "3"})
         done.returncode, done.stdout, done.stderr
 """

@@ -35,9 +35,9 @@ from runtime_fixtures import make_bundle  # noqa: E402
 
 TRAIN = ["train", "vae", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--latent-dim", "4",
          "--hidden", "32", "--quiet"]
-PRELOAD = ["jetgen.cli", "jetgen.train.commands", "jetgen.train.trainer", "jetgen.train.data", "jetgen.models",
-           "sklearn.datasets", "safetensors.torch", "jetgen.export.commands", "jetgen.export.exporter",
-           "jetgen.runtime.commands", "onnx", "onnxruntime"]
+PRELOAD = ["jetgen.cli", "jetgen.cli.train", "jetgen.train.trainer", "jetgen.train.data", "jetgen.models",
+           "sklearn.datasets", "safetensors.torch", "jetgen.cli.export", "jetgen.export.exporter",
+           "jetgen.cli.generate", "onnx", "onnxruntime"]
 # one torch thread per child: kinder to a shared CPU, and every run of the suite uses the same count, which
 # bitwise-identical resumes need
 SERVER_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

@@ -64,7 +64,7 @@ OUTCOMES = ("refused", "correct", "wrong", "traceback", "hang")
 # the bundle checker (jetgen/runtime/bundle.py, moving to jetgen/spec.py): manifest fields it does not
 # validate, issue 8 items 6 (types, ranges, nesting), 7 (batch sizes), 11 (info's "ok"), 14 (paths)
 MANIFEST_XFAIL = {}  # every manifest case now passes: jetgen.spec checks what these found
-# the runtime commands and Model (jetgen/runtime/commands.py, model.py): unbounded sizes (item 8) and
+# the runtime commands and Model (jetgen/cli/generate.py, jetgen/runtime/model.py): unbounded sizes (item 8) and
 # unchecked outputs (item 10)
 _HUGE = "item 8: a huge --n or --steps is allocated at once (MemoryError or ValueError), not streamed or refused"
 RUNTIME_XFAIL = {
