@@ -41,8 +41,6 @@ PRELOAD = ["jetgen.cli", "jetgen.cli.train", "jetgen.train.trainer", "jetgen.tra
 # one torch thread per child: kinder to a shared CPU, and every run of the suite uses the same count, which
 # bitwise-identical resumes need
 SERVER_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-ITEM4 = ("issue 8 item 4, in the trainer: a run killed before its first checkpoint cannot be resumed "
-         "('train it first') nor re-run ('already exists'); --resume must restart it from epoch 0")
 
 
 def umask():
