@@ -13,7 +13,7 @@ import platform
 import subprocess
 import sys
 
-from jetgen.bench.device_info import cpu_name, parse_l4t
+from jetgen.bench.device_info import _read as read_text, cpu_name, parse_l4t  # one reader of /etc and /proc
 
 # /proc/device-tree/compatible entry (glob) -> jetgen target and board name: the BOARDS table of
 # jetson/setup.sh (tests/test_doctor.py keeps the two equal); the SoC rows last catch other carriers.
@@ -55,15 +55,6 @@ EXTRA_OF = {"torch": "train", "sklearn": "train", "matplotlib": "train", "PIL": 
             "onnxconverter_common": "export", "onnxruntime": "ort"}
 TRAIN_NEEDS = ("torch", "sklearn", "matplotlib", "PIL", "safetensors", "tqdm")
 EXPORT_NEEDS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxconverter_common")
-
-
-def read_text(path, root="/"):
-    """The text of ``root``/``path``, or None when it cannot be read."""
-    try:
-        with open(os.path.join(root, path.lstrip("/")), "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
-    except (IOError, OSError):
-        return None
 
 
 def l4t_from_dpkg(status_text):

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -93,19 +94,22 @@ def workdir(tmp_path_factory):
 @pytest.mark.slow
 def test_readme_commands_run_as_written(workdir, capsys):
     work, env = workdir
-    skipped = []
+    skipped, seconds = [], []
     for doc in DOCS:
         for line in commands(os.path.join(ROOT, doc)):
             reason = skip_reason(line)
             if reason:
                 skipped.append("{}: {}  ({})".format(doc, line.split("  #")[0], reason))
                 continue
+            started = time.time()
             proc = subprocess.run(["bash", "-e", "-c", shortened(line)], cwd=work, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, universal_newlines=True, timeout=900)
+            seconds.append((time.time() - started, line.split("  #")[0]))
             assert proc.returncode == 0, "{} line failed (exit {}): {}\n{}".format(
                 doc, proc.returncode, line, proc.stdout[-3000:])
     with capsys.disabled():
         print("\nREADME lines not run here:\n  " + "\n  ".join(skipped))
+        print("slowest lines run:\n  " + "\n  ".join("{:6.1f} s  {}".format(*s) for s in sorted(seconds)[::-1][:6]))
 
     # the outputs the README promises
     assert os.path.isfile(os.path.join(work, "runs", "cvae", "eval.json"))
@@ -117,4 +121,4 @@ def test_readme_commands_run_as_written(workdir, capsys):
         proc = subprocess.run([sys.executable, "-c", "\n".join(block)], cwd=work, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
         assert proc.returncode == 0, "README Python block failed:\n{}".format(proc.stdout[-3000:])
-        assert "Model('cvae.jetgen'" in proc.stdout
+        assert "cvae.jetgen': cvae, 10-D gaussian latent, labels 0,1,2,3,4,5,6,7,8,9" in proc.stdout
