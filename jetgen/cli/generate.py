@@ -63,8 +63,8 @@ def sample(bundle, n, label, labels_text, seed, temperature, out, backend, preci
         return
     if note:
         click.echo(note)
-    click.echo("Wrote {} samples to {}{} (seed {}{}).".format(
-        len(x), out, "" if labels is None or label is not None else ", one row per label", seed,
+    click.echo("Wrote {} sample{} to {}{} (seed {}{}).".format(
+        len(x), "" if len(x) == 1 else "s", out, "" if labels is None or label is not None else ", one row per label", seed,
         ": pass --seed {} to draw them again".format(seed) if drawn else ""))
 
 
