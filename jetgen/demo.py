@@ -75,7 +75,7 @@ def hidden_half_errors(truth, completed, mean_image, mask):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None, help="default: chosen by jetgen train from the data")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out)
@@ -87,9 +87,12 @@ def main(argv=None):
     step = Step(log)
     t_start = time.time()
 
-    # 1500 training digits give few steps per epoch at batch 128: smaller batches, a larger lr
-    step("train", ["train", "cvae", "--data", "digits", "--epochs", args.epochs, "--latent-dim", 10,
-                   "--batch-size", 32, "--lr", 3e-3, "--seed", args.seed, "--out", run, "--quiet"])
+    # no tuning flags: batch size, learning rate and epochs are the ones train chooses from the data
+    epochs = ["--epochs", args.epochs] if args.epochs else []
+    step("train", ["train", "cvae", "--data", "digits"] + epochs + ["--seed", args.seed, "--out", run, "--quiet"])
+    with open(os.path.join(run, "config.json")) as handle:
+        config = json.load(handle)
+    schedule = {k: config.get(k) for k in ("epochs", "batch_size", "lr", "latent_dim", "auto_schedule")}
     metrics, _ = step("evaluate", ["eval", run, "--json", "--out", os.path.join(out, "eval")], capture_json=True)
     step("export", ["export", run, "--target", "nano", "--out", bundle])
     check, check_rc = step("check", ["check", bundle, "--target", "nano", "--json"], capture_json=True)
@@ -109,7 +112,7 @@ def main(argv=None):
     # the style of test digit 0 to that of test digit 1 (encoder means), drawn as each label's digit
     for label in (int(labels[0]), 5):
         step("interpolate", ["interpolate", bundle, "--from", os.path.join(out, "test_digits.npy") + ":0",
-                             "--to", os.path.join(out, "test_digits.npy") + ":1", "--steps", 10, "--label", label,
+                             "--to", os.path.join(out, "test_digits.npy") + ":1", "--frames", 10, "--label", label,
                              "--out", os.path.join(out, "interpolation_label{}.png".format(label))], torch_free=True)
     completion, _ = step("complete", ["complete", bundle, "--input", os.path.join(out, "test_digits.npy"),
                                       "--mask-region", "bottom-half", "--labels", os.path.join(out, "test_labels.npy"),
@@ -136,6 +139,7 @@ def main(argv=None):
 
     summary = {
         "eval": metrics,
+        "training": schedule,
         "check": {"deployable": check.get("deployable"), "exit": check_rc,
                   "findings": len(check.get("findings", []))},
         "completion": {"hidden_half_mse": err, "mean_fill_mse": fill_err, "ratio": err / fill_err if fill_err else None,
@@ -161,12 +165,22 @@ def _pictures(out):
     return sorted(names)
 
 
+def training_line(t):
+    """What the demo trained with, and which of it train chose from the data (no tuning flags given)."""
+    chosen = t.get("auto_schedule") or []
+    return ("`jetgen train cvae --data digits` with no tuning flags: {} epochs, batch size {}, learning rate {:g}, "
+            "latent size {}{}.".format(t["epochs"], t["batch_size"], t["lr"], t["latent_dim"],
+                                       " ({} chosen from the data set's size)".format(
+                                           ", ".join(k.replace("_", " ") for k in chosen)) if chosen else ""))
+
+
 def write_report(out, s, metrics):
     def num(v, fmt="{:.1f}"):
         return "-" if v is None else fmt.format(v)
 
     lines = ["# jetgen demo: a conditional VAE on the bundled digits, from training to a Jetson bundle", "",
              "## Training and evaluation (desktop, torch)", "",
+             training_line(s["training"]), "",
              "| metric | value |", "|---|---|"]
     for key in ("neg_elbo", "recon", "kl", "iwae_nll", "baseline_nll", "active_units", "cond_accuracy",
                 "classifier_accuracy"):

@@ -69,7 +69,7 @@ def hand_run(path, kind, latent_dim=4, family="gaussian", steps=30, metrics_rows
 def eval_json(run, *args):
     result = CliRunner().invoke(main, ["eval", run, "--json", "--iw-samples", IW] + list(args))
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # progress lines go to stderr
 
 
 # ---------------------------------------------------------------- metric functions on known inputs
@@ -161,7 +161,7 @@ def test_eval_json_keys_per_model_kind(tmp_path):
         assert EVAL_KEYS[kind] <= set(out), kind
         assert out["model"] == kind and out["latent_dim"] == 4
         assert "pictures" not in out
-        assert os.path.isfile(os.path.join(run, "eval.json"))
+        assert os.path.isfile(os.path.join(run, "eval-k{}{}.json".format(IW, "" if kind in ("vae", "cvae") else "-steps5")))
         if kind != "cvae":
             assert "cond_accuracy" not in out
         if kind in ("vae", "vad"):
@@ -188,7 +188,7 @@ def test_pictures_are_pngs_of_the_expected_size(tmp_path):
              "interpolation.png"}
     assert names <= set(os.listdir(str(out)))
     assert not os.path.exists(os.path.join(run, "plots")) and not os.path.exists(os.path.join(run, "eval.json"))
-    assert os.path.isfile(str(out / "eval.json"))
+    assert os.path.isfile(str(out / "eval-k5.json"))
     assert _png_size(str(out / "curves.png")) == (1300, 380)
     assert _png_size(str(out / "tsne.png")) == (640, 540)
     for name in names:

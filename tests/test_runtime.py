@@ -180,8 +180,7 @@ def test_sample_labels(bundles):
     a = m.sample(4, labels=[2], seed=0)
     assert np.array_equal(a, m.sample(4, labels=2, seed=0))
     assert np.array_equal(a, m.sample(4, labels=[2, 2, 2, 2], seed=0))
-    with pytest.raises(JetgenError, match="conditional: give labels"):
-        m.sample(4)
+    assert np.array_equal(m.sample(6, seed=0), m.sample(6, labels=[0, 0, 1, 1, 2, 2], seed=0))  # none: every label
     with pytest.raises(JetgenError, match="Label 3 is out of range"):
         m.sample(2, labels=[0, 3])
     with pytest.raises(JetgenError, match="Got 3 labels for 4"):

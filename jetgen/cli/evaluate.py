@@ -7,7 +7,7 @@ import click
 JSON_KEYS = ("model", "latent_dim", "family", "likelihood", "neg_elbo", "recon", "kl", "iwae_nll",
              "active_units", "baseline_nll", "cond_accuracy", "classifier_accuracy", "recon_before",
              "recon_after", "recon_metric", "kl_per_dim", "cond_accuracy_per_label", "iw_samples",
-             "test_images", "epoch", "data", "pictures")
+             "test_images", "epoch", "data", "pictures", "options", "eval_file")
 
 # (key, label, format) rows of the human table
 TABLE_ROWS = (
@@ -27,24 +27,39 @@ TABLE_ROWS = (
 @click.command("eval")
 @click.argument("run", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON object with the numbers.")
-@click.option("--iw-samples", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--iw-samples", "-k", type=click.IntRange(min=1), default=100, show_default=True,
               help="Importance samples per test image for the IWAE NLL.")
 @click.option("--no-pictures", is_flag=True, help="Skip the PNG pictures.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Directory for pictures and eval.json (default RUN/plots/ and RUN/eval.json).")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Directory to write the pictures and the numbers' JSON into [default: RUN/plots/ and RUN/].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and inference.")
 @click.option("--steps", type=click.IntRange(min=0), default=None,
-              help="Test-time inference steps for ad/vad (default 100).")
-def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps):
-    """Evaluate RUN on its test split: ELBO, IWAE NLL, active units, baseline, pictures."""
+              help="Test-time inference steps for ad/vad [default: 100].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps, quiet):
+    """Evaluate RUN on its test split: ELBO, IWAE NLL, active units, baseline, pictures.
+
+    Progress goes to stderr, one line per phase with its time. The numbers go to RUN/eval.json with
+    the options that made them; other options than the defaults write RUN/eval-k10.json (and the
+    like) instead, so the default numbers, which `jetgen export` copies, are kept.
+    """
     from jetgen.train.evaluate import INFERENCE_STEPS, evaluate_run
 
     result = evaluate_run(run, iw_samples=iw_samples, pictures=not no_pictures, out_dir=out_dir, seed=seed,
-                          inference_steps=INFERENCE_STEPS if steps is None else steps)
+                          inference_steps=INFERENCE_STEPS if steps is None else steps,
+                          progress=None if quiet else report_phase)
     if as_json:
         click.echo(json.dumps({k: result[k] for k in JSON_KEYS if k in result}, indent=2))
         return
     click.echo(format_table(result))
+
+
+def report_phase(name, seconds):
+    """One stderr line per phase: its name when it starts, its time when it ends."""
+    if seconds is None:
+        click.echo("eval: {} ...".format(name), err=True, nl=False)
+    else:
+        click.echo(" {:.1f} s".format(seconds), err=True)
 
 
 def format_table(result):

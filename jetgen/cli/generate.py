@@ -1,57 +1,71 @@
 """``jetgen sample``, ``interpolate`` and ``complete``: the runtime's generation commands.
 
 They import only click, numpy and the runtime (the backend's own module when a graph opens), so
-they run on a Jetson without torch. Outputs are written atomically: ``.png`` a grid (rows of up to 8,
-or one row per label), ``.npy`` float32 (n, C, H, W) in [0, 1]. Python 3.6 compatible.
+they run on a Jetson without torch. One vocabulary: ``-n/--n`` counts, ``--label K`` is one label and
+``--labels all|0,3,7|FILE.npy`` several, ``-o/--out`` the file written. A conditional model given no
+label samples and interpolates every label, one row each. Outputs are written atomically: ``.png`` a
+picture, ``.npy`` float32 (n, C, H, W) in [0, 1]. Python 3.6 compatible.
 """
 import os
 
 import click
 import numpy as np
 
-from jetgen.cli.options import backend_options, check_out, need_label, open_model, parse_label
+from jetgen.cli.options import (backend_options, check_out, draw_seed, label_indices, label_options, open_model,
+                                out_option, parse_labels, row_labels)
 from jetgen.cli.output import emit_json
 from jetgen.errors import JetgenError
 from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask, load_npy,
-                                   region_mask, save_outputs)
+                                   region_mask, save_outputs, write_png)
+from jetgen.runtime.lettering import titled_grid
 from jetgen.runtime.model import INITS
+
+DEFAULT_N = 64
+SHEET_ROWS = ("masked", "completed", "original")
+
 
 # -- sample --------------------------------------------------------------------------------------
 @click.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--n", "n", type=click.IntRange(1, None), default=None,
-              help="How many samples (default 64; with --labels all, shared evenly by the labels, default 8 each).")
-@click.option("--label", default=None, help="Label (index or name) for a conditional model.")
-@click.option("--labels", "all_labels", type=click.Choice(["all"]), default=None, help="One row per label.")
-@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Seed for a repeatable draw.")
+@click.option("-n", "--n", "n", type=click.IntRange(1, None), default=None,
+              help="How many samples [default: 64; with several labels 8 per label, and a count that does not "
+                   "fill whole rows is rounded up].")
+@label_options("one row per label (a conditional model given no label samples every label).")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None,
+              help="Seed for a repeatable draw [default: a fresh one, printed so the draw can be repeated].")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the prior draw.")
-@click.option("--out", required=True, type=click.Path(), help="grid.png or samples.npy")
+@out_option("a PNG grid (one row per label) or a .npy array (n, C, H, W).")
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def sample(bundle, n, label, all_labels, seed, temperature, out, backend, precision, device, threads, as_json):
+def sample(bundle, n, label, labels_text, seed, temperature, out, backend, precision, device, threads, as_json):
     """Draw samples from BUNDLE's prior and decode them into a PNG grid or .npy array."""
     check_out(out)
-    if label is not None and all_labels:
-        raise JetgenError("Give --label or --labels all, not both.")
+    asked = parse_labels(label, labels_text)
+    seed, drawn = draw_seed(seed)
+    note = None
     with open_model(bundle, backend, precision, device, threads) as model:
-        if all_labels:
-            if not model.conditional:
-                raise JetgenError("--labels all needs a conditional model; this one has no labels.")
-            # --n is the total, shared evenly by the labels (default: 8 per label)
-            per = max(1, n // len(model.labels)) if n else GRID_COLUMNS
-            labels = np.repeat(np.arange(len(model.labels)), per)
-            x = model.sample(len(labels), labels=labels, temperature=temperature, seed=seed)
-            columns = per
+        rows = row_labels(model, asked)
+        if rows is None or label is not None:  # one label (or none): rows of GRID_COLUMNS
+            count, columns = n or DEFAULT_N, GRID_COLUMNS
+            labels = None if rows is None else np.full(count, rows[0], dtype=np.int64)
         else:
-            labels = need_label(model, parse_label(label))
-            x = model.sample(n or 64, labels=labels, temperature=temperature, seed=seed)
-            columns = GRID_COLUMNS
+            per = -(-n // len(rows)) if n else GRID_COLUMNS
+            labels = np.repeat(np.asarray(rows, dtype=np.int64), per)
+            count, columns = len(labels), per
+            if n and count != n:
+                note = "--n {} does not fill whole rows of {} labels: rounded up to {} ({} per label).".format(
+                    n, len(rows), count, per)
+        x = model.sample(count, labels=labels, temperature=temperature, seed=seed)
         save_outputs(out, x, columns)
     if as_json:
-        emit_json({"out": out, "n": len(x), "shape": list(x.shape), "seed": seed, "temperature": temperature,
-                   "labels": None if labels is None else np.broadcast_to(labels, (len(x),)).tolist()})
-    else:
-        click.echo("Wrote {} samples to {}.".format(len(x), out))
+        emit_json({"out": out, "n": len(x), "n_asked": n, "shape": list(x.shape), "seed": seed, "seed_drawn": drawn,
+                   "temperature": temperature, "labels": None if labels is None else labels.tolist()})
+        return
+    if note:
+        click.echo(note)
+    click.echo("Wrote {} sample{} to {}{} (seed {}{}).".format(
+        len(x), "" if len(x) == 1 else "s", out, "" if labels is None or label is not None else ", one row per label", seed,
+        ": pass --seed {} to draw them again".format(seed) if drawn else ""))
 
 
 # -- interpolate ---------------------------------------------------------------------------------
@@ -95,24 +109,36 @@ def _pick(arr, index, text):
 @click.argument("bundle", type=click.Path())
 @click.option("--from", "start", required=True, help="seed:N, latent.npy, input.npy, input.png or FILE.npy:K")
 @click.option("--to", "end", required=True, help="seed:N, latent.npy, input.npy, input.png or FILE.npy:K")
-@click.option("--steps", type=click.IntRange(2, None), default=10, show_default=True)
+@click.option("--frames", type=click.IntRange(2, None), default=None, help="Pictures along the path, both ends "
+              "included [default: 10].")
+@click.option("--steps", "steps_alias", type=click.IntRange(2, None), default=None, hidden=True)  # old --frames
 @click.option("--mode", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True)
-@click.option("--label", default=None, help="Label (index or name) for a conditional model.")
-@click.option("--out", required=True, type=click.Path(), help="strip.png or path.npy")
+@label_options("one path per label (a conditional model given no label draws every label).")
+@out_option("a PNG strip (one row per label) or a .npy array (frames, C, H, W).")
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary with the latents.")
-def interpolate(bundle, start, end, steps, mode, label, out, backend, precision, device, threads, as_json):
+def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_text, out, backend, precision, device,
+                threads, as_json):
     """Decode a path between two latents or inputs of BUNDLE into a PNG strip or .npy array."""
     check_out(out)
+    if steps_alias is not None:
+        if frames is not None:
+            raise JetgenError("Give --frames only (--steps is its old name).")
+        click.echo("Warning: interpolate's --steps is now --frames; the old name will go.", err=True)
+    frames = frames or steps_alias or 10
+    asked = parse_labels(label, labels_text)
     with open_model(bundle, backend, precision, device, threads) as model:
-        labels = need_label(model, parse_label(label))
+        rows = row_labels(model, asked) or [None]
         a, b = load_endpoint(model, start), load_endpoint(model, end)
-        x, z = model.interpolate(a, b, steps=steps, mode=mode, labels=labels)
-        save_outputs(out, x, columns=steps)
+        paths = [model.interpolate(a, b, steps=frames, mode=mode, labels=lab) for lab in rows]
+        x, z = np.concatenate([p[0] for p in paths]), np.concatenate([p[1] for p in paths])
+        save_outputs(out, x, columns=frames)
     if as_json:
-        emit_json({"out": out, "steps": steps, "mode": mode, "label": labels, "latents": z.tolist()})
+        emit_json({"out": out, "frames": frames, "mode": mode, "labels": None if rows == [None] else rows,
+                   "latents": z.tolist()})
     else:
-        click.echo("Wrote a {}-step {} path to {}.".format(steps, mode, out))
+        click.echo("Wrote {} {}-frame {} path{} to {}.".format(
+            len(rows), frames, mode, "" if len(rows) == 1 else "s (one row per label)", out))
 
 
 # -- complete ------------------------------------------------------------------------------------
@@ -122,57 +148,60 @@ def interpolate(bundle, start, end, steps, mode, label, out, backend, precision,
 @click.option("--mask", "mask_path", default=None, type=click.Path(),
               help="m.png (white = observed) or m.npy (1 = observed)")
 @click.option("--mask-region", type=click.Choice(MASK_REGIONS), default=None, help="Hide this region.")
-@click.option("--label", default=None, help="Label (index or name) for every input.")
-@click.option("--labels", "labels_path", default=None, type=click.Path(), help="y.npy: one label per input.")
-@click.option("--steps", type=click.IntRange(0, None), default=100, show_default=True)
+@label_options("one per input (all, or none given: try every label and keep the best per input).")
+@click.option("--steps", type=click.IntRange(0, None), default=100, show_default=True, help="Optimiser steps.")
 @click.option("--lr", type=float, default=5e-2, show_default=True)
 @click.option("--tol", type=float, default=None, help="Stop an input when its loss improves less than this "
                                                        "(relative) over 10 steps.")
 @click.option("--init", type=click.Choice(INITS), default="prior_mean", show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None)
-@click.option("--out", required=True, type=click.Path(), help="y.png or y.npy")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None,
+              help="Seed of --init random [default: a fresh one, printed].")
+@out_option("a PNG sheet (rows: masked, completed, original) or a .npy array of the completed inputs "
+            "(n, C, H, W).")
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def complete(bundle, input_path, mask_path, mask_region, label, labels_path, steps, lr, tol, init, seed, out,
+def complete(bundle, input_path, mask_path, mask_region, label, labels_text, steps, lr, tol, init, seed, out,
              backend, precision, device, threads, as_json):
     """Fill in the hidden part of inputs by optimising their latents; report the loss reached.
 
     A .png output shows, per group of up to 8 inputs, the masked inputs, the completions and the
-    originals in three rows; a .npy output holds the completed inputs (n, C, H, W).
+    originals in three titled rows, one input or many; a .npy output holds the completed inputs.
 
     A conditional model given no label tries every label and keeps the best per input.
     """
     check_out(out)
     if (mask_path is None) == (mask_region is None):
         raise JetgenError("Give exactly one of --mask FILE or --mask-region REGION.")
-    if label is not None and labels_path is not None:
-        raise JetgenError("Give --label or --labels, not both.")
+    asked = parse_labels(label, labels_text)
+    if init == "random":
+        seed = draw_seed(seed)[0]
     with open_model(bundle, backend, precision, device, threads) as model:
         x = load_images(input_path, model.output_shape)
         mask = load_mask(mask_path, model.output_shape) if mask_path else region_mask(mask_region, model.output_shape)
         if mask.ndim == 4 and len(mask) == 1 and len(x) > 1:
             mask = mask[0]
-        if labels_path is not None:
-            labels = load_npy(labels_path).reshape(-1)
-        else:
-            labels = parse_label(label)
-        inferred = model.conditional and labels is None
-        result = model.complete(x, mask, labels="infer" if inferred else labels, steps=steps, lr=lr, tol=tol,
-                                init=init, seed=seed)
-        if out.lower().endswith(".png") and len(x) > 1:
-            # a picture for people: masked inputs, completions and originals in matching columns
+        inferred = model.conditional and asked in (None, "all")
+        labels = "infer" if inferred else label_indices(model, asked)
+        result = model.complete(x, mask, labels=labels, steps=steps, lr=lr, tol=tol, init=init, seed=seed)
+        if out.lower().endswith(".png"):
             columns = min(GRID_COLUMNS, len(x))
-            save_outputs(out, completion_sheet(x, mask, result.x, columns), columns)
+            sheet = completion_sheet(x, mask, result.x, columns)
+            write_png(out, titled_grid(sheet, columns, SHEET_ROWS * (len(sheet) // (3 * columns))))
         else:
             save_outputs(out, result.x)
     report = {"out": out, "n": len(x), "steps": result.steps, "loss_start": result.history[0].tolist(),
-              "loss": result.loss.tolist(), "nll": result.nll.tolist(),
+              "loss": result.loss.tolist(), "nll": result.nll.tolist(), "seed": seed,
               "labels": None if result.labels is None else result.labels.tolist(), "labels_inferred": inferred}
     if as_json:
         emit_json(report)
         return
-    click.echo("Completed {} input(s) in {} steps: loss (masked NLL + prior, nats) from {:.2f} to {:.2f} on average."
-               .format(len(x), result.steps, float(np.mean(result.history[0])), float(np.mean(result.loss))))
+    _print_completion(model, x, result, inferred, out, seed if init == "random" else None)
+
+
+def _print_completion(model, x, result, inferred, out, seed):
+    click.echo("Completed {} input(s) in {} steps: loss (masked NLL + prior, nats) from {:.2f} to {:.2f} on average{}."
+               .format(len(x), result.steps, float(np.mean(result.history[0])), float(np.mean(result.loss)),
+                       "" if seed is None else " (random start, seed {})".format(seed)))
     for i in range(len(x)):
         extra = ""
         if result.labels is not None:

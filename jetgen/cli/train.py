@@ -20,10 +20,9 @@ _AUTO = "chosen from the data set's size; the first log line says what and why"
 @click.option("--data", type=click.Choice(DATASETS), default=DEFAULTS["data"], show_default=True, help="Data set.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Directory with the IDX files (mnist, fashion-mnist, kmnist) or class folders (folder).")
-@click.option("--download", is_flag=True, help="Download the IDX files with torchvision when missing.")
 @click.option("--image-size", type=click.IntRange(min=4), default=DEFAULTS["image_size"], show_default=True,
               help="Image side for digits and folder data.")
-@click.option("--out", type=click.Path(), default=None, help="Run directory to create.")
+@click.option("--out", "-o", type=click.Path(), default=None, help="Run directory to create.")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--force", is_flag=True, help="Replace an existing --out run directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,

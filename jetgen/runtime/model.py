@@ -99,6 +99,18 @@ class Model(object):
         self._prior = prior_from_manifest(bundle.model["prior"])
         self._eye = np.eye(len(bundle.model.get("labels") or []), dtype=np.float32)
 
+    def __repr__(self):
+        labels = self.labels
+        if not labels:
+            shown = "unconditional"
+        elif len(labels) <= 10:
+            shown = "labels " + ",".join(labels)
+        else:
+            shown = "{} labels {}..{}".format(len(labels), labels[0], labels[-1])
+        return "Model({!r}: {}, {}-D {} latent, {}, output {}, {} {})".format(
+            self.bundle.path, self.kind, self.latent_dim, self._prior.family, shown,
+            "x".join(str(s) for s in self.output_shape), self.backend, self.precision)
+
     @classmethod
     def open(cls, bundle, backend=backends.DEFAULT, precision=None, device=None, **backend_options):
         """Open a bundle directory: check its manifest and every graph's size and sha256.
@@ -274,7 +286,7 @@ class Model(object):
 
     def _mask(self, mask, shape):
         arr = _float_array(mask, "mask")
-        if arr.shape == tuple(shape[1:]):
+        if arr.shape == tuple(shape[1:]) or arr.shape == tuple(shape[2:]):  # one (C, H, W) or (H, W) mask for all
             arr = np.broadcast_to(arr, shape)
         if arr.shape != tuple(shape):
             raise JetgenError("The mask has shape {} but the input has shape {}; give one mask per input or one "
@@ -303,9 +315,12 @@ class Model(object):
         """Draw n latents from the model's prior (scaled by ``temperature``) and decode them.
 
         Returns (n, C, H, W) float32, or (x, z) with ``return_latents``. ``labels`` as in
-        ``label_matrix``. The same seed gives the same samples.
+        ``label_matrix``; a conditional model given none shares the n samples evenly among all its
+        labels, in label order. The same seed gives the same samples.
         """
         n = self._count(n)
+        if labels is None and self.conditional:
+            labels = np.arange(n) * len(self.labels) // n
         y, _ = self.label_matrix(labels, n)
         z = self._prior.sample(n, temperature, make_rng(seed))
         x = self.decode(z, y)

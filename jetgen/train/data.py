@@ -144,8 +144,8 @@ def load_idx_dataset(name, data_dir, download=False):
                           ".gz).".format(name, *(IDX_FILES["train"] + IDX_FILES["test"])))
     if not os.path.isdir(data_dir):
         if not download:
-            raise JetgenError("Data directory {} does not exist; create it and put the {} IDX files there, or "
-                              "pass --download.".format(data_dir, name))
+            raise JetgenError("Data directory {} does not exist; create it and put the {} IDX files there (jetgen "
+                              "downloads nothing).".format(data_dir, name))
         os.makedirs(data_dir, exist_ok=True)
     directory = _idx_directory(name, data_dir)
     if directory is None and download:
@@ -153,7 +153,7 @@ def load_idx_dataset(name, data_dir, download=False):
         directory = _idx_directory(name, data_dir)
     if directory is None:
         raise JetgenError("No {} IDX files found in {}: put {} and the three other files ({}, {}, {}) there "
-                          "(raw or .gz), or pass --download with torchvision installed.".format(
+                          "(raw or .gz); jetgen downloads nothing.".format(
                               name, data_dir, IDX_FILES["train"][0], IDX_FILES["train"][1], *IDX_FILES["test"]))
     splits = {}
     for split, (images_stem, labels_stem) in IDX_FILES.items():

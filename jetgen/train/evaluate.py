@@ -13,7 +13,9 @@ What is computed per model kind (all NLLs in nats/image on the test split):
 
 recon_before / recon_after are squared-error sums per image of the decoded mean image (see
 ``metrics.reconstruction_error`` for why not BCE). ``--out DIR`` puts eval.json and the pictures in DIR
-and leaves the run directory untouched.
+and leaves the run directory untouched. The numbers carry the ``options`` that made them; options other
+than the defaults write ``eval-k10.json`` (and the like) instead of ``eval.json``, so the default numbers
+that ``jetgen export`` copies into a bundle are never replaced by a quicker evaluation.
 """
 import os
 import time
@@ -41,73 +43,126 @@ def load_run_data(config):
                         int(config.get("image_size", 28)), seed=int(config.get("seed", 0)))
 
 
+# the options that change the numbers, their defaults, and the tag each adds to the file name
+OPTION_TAGS = (("iw_samples", 100, "k"), ("seed", 0, "seed"), ("inference_steps", INFERENCE_STEPS, "steps"),
+               ("inference_lr", INFERENCE_LR, "lr"))
+
+
+def eval_file_name(options):
+    """``eval.json`` for the default options, else e.g. ``eval-k10.json`` or ``eval-k10-seed3.json``, so
+    numbers made with other options never replace the default ones (which ``export`` copies)."""
+    tags = ["{}{:g}".format(tag, options[key]) for key, default, tag in OPTION_TAGS
+            if key in options and options[key] != default]
+    return "eval{}.json".format("".join("-" + t for t in tags))
+
+
+class Phases(object):
+    """Times the phases of an evaluation and tells ``report(name, seconds)`` when each starts
+    (seconds None) and ends; ``report`` None stays silent."""
+
+    def __init__(self, report=None):
+        self.report = report or (lambda name, seconds: None)
+        self.seconds = {}
+
+    def __call__(self, name, func, *args, **kw):
+        self.report(name, None)
+        started = time.time()
+        value = func(*args, **kw)
+        self.seconds[name] = round(time.time() - started, 2)
+        self.report(name, self.seconds[name])
+        return value
+
+
 def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
-                 inference_steps=INFERENCE_STEPS, inference_lr=INFERENCE_LR):
+                 inference_steps=INFERENCE_STEPS, inference_lr=INFERENCE_LR, progress=None):
     """Evaluate the run in ``run_dir`` on its test split and return the numbers as a dict.
 
-    Writes ``eval.json`` and, with ``pictures``, PNG files into ``out_dir``; without ``out_dir`` they
-    go to ``RUN/eval.json`` and ``RUN/plots/``, so with it the run directory is left untouched.
-    The dict's ``pictures`` entry lists the PNG paths. ``inference_steps`` / ``inference_lr`` drive test-time
-    inference for ad and vad. Raises JetgenError when the run, its checkpoint or its data cannot be used.
+    Writes the numbers, with the ``options`` that made them, to ``eval.json`` (default options) or a
+    name that says which differ (``eval_file_name``), and with ``pictures`` PNG files; into ``out_dir``,
+    else ``RUN/`` and ``RUN/plots/``, so with it the run directory is left untouched. The dict's
+    ``pictures`` entry lists the PNG paths, ``phase_seconds`` the time of each phase.
+    ``inference_steps`` / ``inference_lr`` drive test-time inference for ad and vad. ``progress(name,
+    seconds)`` hears of each phase as it starts (seconds None) and ends. Raises JetgenError when the
+    run, its checkpoint or its data cannot be used.
     """
 
     if iw_samples < 1:
         raise JetgenError("--iw-samples must be at least 1, got {}.".format(iw_samples))
     started = time.time()
+    phase = Phases(progress)
+    run, data = phase("loading the run and its data", _load, run_dir, load_run)
+    model, x = run.model, data.test_x
+    options = {"iw_samples": int(iw_samples), "seed": int(seed)}
+    if not model.has_encoder:
+        options.update(inference_steps=int(inference_steps), inference_lr=float(inference_lr))
+    result = {"model": model.kind, "latent_dim": model.latent_dim, "family": model.family.name,
+              "likelihood": model.likelihood, "run": os.path.abspath(run_dir),
+              "checkpoint_sha256": run.checkpoint_sha256, "epoch": run.meta.get("epoch"), "data": data.name,
+              "test_images": int(len(x)), "iw_samples": int(iw_samples), "seed": int(seed), "options": options}
+    result["baseline_nll"] = phase("per-pixel baseline", metrics.baseline_nll, data.train_x, x, model.likelihood,
+                                   model.sigma)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        means, z_start, y = _numbers(run, data, options, result, phase)
+        if pictures:
+            out = out_dir or os.path.join(run_dir, "plots")
+            result["pictures"] = phase("pictures", _pictures, run, data, x, data.test_y, y, means, z_start, out,
+                                       seed)
+    result["phase_seconds"] = phase.seconds
+    result["eval_seconds"] = round(time.time() - started, 2)
+    result["eval_file"] = os.path.abspath(os.path.join(out_dir or run_dir, eval_file_name(options)))
+    atomic_write_json(result["eval_file"], result)
+    return result
+
+
+def _load(run_dir, load_run):
     run = load_run(run_dir)
-    model, config = run.model, run.config
-    data = load_run_data(config)
-    if tuple(data.image_shape) != tuple(model.image_shape):
+    data = load_run_data(run.config)
+    if tuple(data.image_shape) != tuple(run.model.image_shape):
         raise JetgenError("The data set {} now gives images of shape {} but the run was trained on {}; point "
                           "the run at the data it was trained on.".format(data.name, data.image_shape,
-                                                                          model.image_shape))
+                                                                          run.model.image_shape))
     if len(data.test_x) < 2:
         raise JetgenError("The data set {} has {} test images; evaluation needs at least 2.".format(
             data.name, len(data.test_x)))
-    x, labels = data.test_x, data.test_y
-    y = F.one_hot(labels, model.num_classes).float() if model.conditional else None
-    kind, dim = model.kind, model.latent_dim
-    result = {"model": kind, "latent_dim": dim, "family": model.family.name, "likelihood": model.likelihood,
-              "run": os.path.abspath(run_dir), "checkpoint_sha256": run.checkpoint_sha256,
-              "epoch": run.meta.get("epoch"), "data": data.name, "test_images": int(len(x)),
-              "iw_samples": int(iw_samples), "seed": int(seed)}
-    result["baseline_nll"] = metrics.baseline_nll(data.train_x, x, model.likelihood, model.sigma)
+    return run, data
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if model.has_encoder:
-            params = metrics.posterior_params(model, x, y)
-            means, z_start = params[:, :dim], None
+
+def _numbers(run, data, options, result, phase):
+    """Fill ``result`` with the model's numbers, one phase each; returns (means, z_start, one-hot y)."""
+    model, x, labels, seed = run.model, data.test_x, data.test_y, options["seed"]
+    y = F.one_hot(labels, model.num_classes).float() if model.conditional else None
+    dim = model.latent_dim
+    if model.has_encoder:
+        params = phase("encoder posterior", metrics.posterior_params, model, x, y)
+        means, z_start = params[:, :dim], None
+    else:
+        steps, lr = options["inference_steps"], options["inference_lr"]
+        result.update(inference_steps=steps, inference_lr=lr, recon_metric=metrics.RECON_METRIC)
+        # a variational table is fitted as q's parameters (an ELBO to report); a plain one as latents
+        infer = infer_params if model.variational else infer_latents
+        start = _in_chunks(infer, model, x, steps=0, seed=seed)
+        found = phase("test-time inference ({} steps)".format(steps), _in_chunks, infer, model, x, steps=steps,
+                      lr=lr, seed=seed)
+        if model.variational:
+            params, z_start, means = found, model.family.mean(start), model.family.mean(found)
         else:
-            result.update(inference_steps=int(inference_steps), inference_lr=float(inference_lr),
-                          recon_metric=metrics.RECON_METRIC)
-            # a variational table is fitted as q's parameters (an ELBO to report); a plain one as latents
-            infer = infer_params if model.variational else infer_latents
-            start = _in_chunks(infer, model, x, steps=0, seed=seed)
-            found = _in_chunks(infer, model, x, steps=inference_steps, lr=inference_lr, seed=seed)
-            if model.variational:
-                params, z_start, means = found, model.family.mean(start), model.family.mean(found)
-            else:
-                params, z_start, means = None, start, found
-                with torch.no_grad():
-                    result["recon"] = float(model.nll(model.decode_logits(means), x).mean())
-            result["recon_before"] = float(metrics.reconstruction_error(model, x, z_start).mean())
-            result["recon_after"] = float(metrics.reconstruction_error(model, x, means).mean())
-        if params is not None:
-            result.update(metrics.neg_elbo(model, x, y, params=params, seed=seed))
-            result["iwae_nll"] = metrics.iwae_nll(model, x, y, params=params, k=iw_samples, seed=seed)
-        result["active_units"], result["latent_variance"] = metrics.active_units(means)
-        if model.conditional:
-            acc, clf_acc, per_label = metrics.conditional_accuracy(model, data.train_x, data.train_y, x, labels,
-                                                                   seed=seed)
-            result.update(cond_accuracy=acc, classifier_accuracy=clf_acc, cond_accuracy_per_label=per_label)
-        if pictures:
-            out = out_dir or os.path.join(run_dir, "plots")
-            result["pictures"] = _pictures(run, data, x, labels, y, means, z_start, out, seed)
-    result["eval_seconds"] = round(time.time() - started, 2)
-    result["eval_file"] = os.path.abspath(os.path.join(out_dir or run_dir, EVAL_FILE))
-    atomic_write_json(result["eval_file"], result)
-    return result
+            params, z_start, means = None, start, found
+            with torch.no_grad():
+                result["recon"] = float(model.nll(model.decode_logits(means), x).mean())
+        result["recon_before"] = float(metrics.reconstruction_error(model, x, z_start).mean())
+        result["recon_after"] = float(metrics.reconstruction_error(model, x, means).mean())
+    if params is not None:
+        result.update(phase("negative ELBO", metrics.neg_elbo, model, x, y, params=params, seed=seed))
+        result["iwae_nll"] = phase("IWAE NLL, k={}".format(options["iw_samples"]), metrics.iwae_nll, model, x, y,
+                                   params=params, k=options["iw_samples"], seed=seed)
+    result["active_units"], result["latent_variance"] = metrics.active_units(means)
+    if model.conditional:
+        acc, clf_acc, per_label = phase("conditional accuracy (a classifier fitted to the training split)",
+                                        metrics.conditional_accuracy, model, data.train_x, data.train_y, x, labels,
+                                        seed=seed)
+        result.update(cond_accuracy=acc, classifier_accuracy=clf_acc, cond_accuracy_per_label=per_label)
+    return means, z_start, y
 
 
 def _in_chunks(infer, model, x, seed, chunk=INFERENCE_CHUNK, **kw):
