@@ -25,11 +25,8 @@ COMMANDS = {
     "complete": ("jetgen.cli.generate:complete", "Fill in the hidden part of inputs by latent optimisation."),
     "build": ("jetgen.cli.build:build", "Build TensorRT engines for a bundle on this device."),
     "bench": ("jetgen.cli.bench:bench", "Benchmark a bundle's backends against PyTorch eager."),
-<<<<<<< HEAD
     "serve": ("jetgen.cli.serve:serve", "Serve bundles on a web page: sample, explore, draw and complete."),
-=======
     "doctor": ("jetgen.cli.doctor:doctor", "Show what this machine is, what jetgen can do here, what to install."),
->>>>>>> firsthour
 }
 
 
