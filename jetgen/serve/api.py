@@ -345,7 +345,7 @@ class Api(object):
         except BaseException:
             self.close()
             raise
-        from jetgen.runtime.device_info import describe
+        from jetgen.bench.device_info import describe
         self.device = describe(include_modules=False)
         # versions of what the backends loaded: importing tensorrt only to name it costs memory on a Nano
         self.device["versions"] = dict((name, getattr(sys.modules[name], "__version__", None))
