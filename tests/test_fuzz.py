@@ -66,12 +66,7 @@ OUTCOMES = ("refused", "correct", "wrong", "traceback", "hang")
 MANIFEST_XFAIL = {}  # every manifest case now passes: jetgen.spec checks what these found
 # the runtime commands and Model (jetgen/cli/generate.py, jetgen/runtime/model.py): unbounded sizes (item 8) and
 # unchecked outputs (item 10)
-_HUGE = "item 8: a huge --n or --steps is allocated at once (MemoryError or ValueError), not streamed or refused"
-RUNTIME_XFAIL = {
-    "number-000": _HUGE, "number-001": _HUGE, "number-023": _HUGE,
-    "number-002": "item 8: --threads 100000 reaches ONNX Runtime uncapped and hangs creating threads",
-    "number-003": "item 8: complete --steps 10**12 runs for ever instead of being refused with a limit",
-}
+RUNTIME_XFAIL = {}  # --n, --frames, --steps and --threads are bounded now (jetgen/cli/generate.py, options.py)
 
 
 # -- corpus ----------------------------------------------------------------------------------------

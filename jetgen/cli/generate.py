@@ -23,11 +23,17 @@ from jetgen.runtime.model import INITS
 DEFAULT_N = 64
 SHEET_ROWS = ("masked", "completed", "original")
 
+# Limits that keep one command's memory and time bounded on a 4 GB Nano (a 28x28 sample is 3 kB, so
+# MAX_SAMPLES of them are 200 MB); larger requests are refused with the limit named (click's range check).
+MAX_SAMPLES = 65536
+MAX_FRAMES = 1000
+MAX_STEPS = 100000
+
 
 # -- sample --------------------------------------------------------------------------------------
 @click.command()
 @click.argument("bundle", type=click.Path())
-@click.option("-n", "--n", "n", type=click.IntRange(1, None), default=None,
+@click.option("-n", "--n", "n", type=click.IntRange(1, MAX_SAMPLES), default=None,
               help="How many samples [default: 64; with several labels 8 per label, and a count that does not "
                    "fill whole rows is rounded up].")
 @label_options("one row per label (a conditional model given no label samples every label).")
@@ -109,9 +115,9 @@ def _pick(arr, index, text):
 @click.argument("bundle", type=click.Path())
 @click.option("--from", "start", required=True, help="seed:N, latent.npy, input.npy, input.png or FILE.npy:K")
 @click.option("--to", "end", required=True, help="seed:N, latent.npy, input.npy, input.png or FILE.npy:K")
-@click.option("--frames", type=click.IntRange(2, None), default=None, help="Pictures along the path, both ends "
+@click.option("--frames", type=click.IntRange(2, MAX_FRAMES), default=None, help="Pictures along the path, both ends "
               "included [default: 10].")
-@click.option("--steps", "steps_alias", type=click.IntRange(2, None), default=None, hidden=True)  # old --frames
+@click.option("--steps", "steps_alias", type=click.IntRange(2, MAX_FRAMES), default=None, hidden=True)  # old --frames
 @click.option("--mode", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True)
 @label_options("one path per label (a conditional model given no label draws every label).")
 @out_option("a PNG strip (one row per label) or a .npy array (frames, C, H, W).")
@@ -149,7 +155,7 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
               help="m.png (white = observed) or m.npy (1 = observed)")
 @click.option("--mask-region", type=click.Choice(MASK_REGIONS), default=None, help="Hide this region.")
 @label_options("one per input (all, or none given: try every label and keep the best per input).")
-@click.option("--steps", type=click.IntRange(0, None), default=100, show_default=True, help="Optimiser steps.")
+@click.option("--steps", type=click.IntRange(0, MAX_STEPS), default=100, show_default=True, help="Optimiser steps.")
 @click.option("--lr", type=float, default=5e-2, show_default=True)
 @click.option("--tol", type=float, default=None, help="Stop an input when its loss improves less than this "
                                                        "(relative) over 10 steps.")

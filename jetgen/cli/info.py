@@ -102,6 +102,7 @@ def format_info(info):
     parts += ["", "provenance:", key_values(_flat("", prov, []) + _flat("metrics", metrics, []))]
     versions = info["versions"] or {}
     parts += ["", "versions: " + ", ".join("{} {}".format(k, v) for k, v in versions.items()), "", engine_lines(info)]
+    parts += ["note: " + note for note in info.get("notes") or []]
     return "\n".join(parts)
 
 

@@ -96,12 +96,11 @@ class Bundle(object):
     def engine_files(self):
         """Files under BUNDLE/engines/ as dicts (file, bytes, sidecar: the JSON describing it or None).
 
-        Links are not followed: an ``engines`` directory or file that is a link is listed as such
-        with its size unread, so nothing outside the bundle is read through it."""
+        Links are not followed: an ``engines`` directory that is a link lists nothing (``describe``
+        says so), and files that are links are listed with their size unread, so nothing outside the
+        bundle is read through them."""
         root = os.path.join(self.path, ENGINES_DIR)
-        if os.path.islink(root):
-            return [{"file": ENGINES_DIR, "bytes": None, "sidecar": {"error": "a link; not followed"}}]
-        if not os.path.isdir(root):
+        if os.path.islink(root) or not os.path.isdir(root):
             return []
         files = []
         for here, dirs, names in os.walk(root):
@@ -165,4 +164,6 @@ def describe(path):
         "precision": man.get("precision"), "graphs": graphs, "target": man.get("target"),
         "provenance": man.get("provenance"), "versions": man.get("versions"), "quality": man.get("quality"),
         "engines": bundle.engine_files(),
+        "notes": (["engines/ is a link out of the bundle; not followed (remove it: jetgen build makes the "
+                   "directory)"] if os.path.islink(os.path.join(bundle.path, ENGINES_DIR)) else []),
     }
