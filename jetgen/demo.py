@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from jetgen.atomic import atomic_write_json, atomic_write_text
+
 # Run a jetgen command in a process where importing torch (or other desktop-only packages) fails,
 # the way it is on a Jetson without PyTorch.
 TORCH_FREE = r"""
@@ -150,10 +152,11 @@ def main(argv=None):
         "steps": log,
         "total_seconds": round(time.time() - t_start, 1),
     }
-    with open(os.path.join(out, "metrics.json"), "w") as handle:
-        json.dump(summary, handle, indent=2)
+    atomic_write_json(os.path.join(out, "metrics.json"), summary)
     write_report(out, summary, metrics)
     print("\ndemo finished in {:.0f} s: {}".format(summary["total_seconds"], os.path.join(out, "report.md")))
+    print("See it in a browser: .venv/bin/jetgen serve {}   (then open http://127.0.0.1:8080/)".format(
+        os.path.join(out, "cvae.jetgen")))
 
 
 def _pictures(out):
@@ -213,8 +216,7 @@ def write_report(out, s, metrics):
         lines.append("| {}{} | {} | `{}` |".format(st["step"], " (no torch)" if st["torch_free"] else "",
                                                  st["seconds"], st["command"]))
     lines += ["", "Total: {} s.".format(s["total_seconds"])]
-    with open(os.path.join(out, "report.md"), "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
