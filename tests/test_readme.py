@@ -30,6 +30,8 @@ SKIP = (
     (r"^\./jetson/setup\.sh(?!.*--root)", "prepares a real Jetson (the --root fixture line runs the script here)"),
     (r"^scp\b", "copies a bundle to a board over the network"),
     (r"^sudo\b", "changes a Jetson's power mode as root"),
+    (r"^jetgen serve\b", "starts a web server that runs until Ctrl-C (tests/test_serve_*.py drive it over HTTP and "
+                         "in Chromium)"),
 )
 ENV = {
     "JETGEN_TRAIN_EPOCHS": "1",  # lines without --epochs: the data-chosen schedule, one epoch of it
