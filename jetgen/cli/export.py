@@ -1,4 +1,8 @@
-"""``jetgen export RUN --target T --out NAME.jetgen``: write a deployable bundle for a board.
+"""``jetgen export``: write a deployable bundle for a board, from a run or from your own model.
+
+    jetgen export RUN --target nano --out digits.jetgen
+    jetgen export --module my_vae.py:build --weights vae.pt --latent-dim 20 --output-shape 1,28,28 \\
+        --target nano --out my.jetgen [--data digits] [--labels 0..9] [--spec spec.json]
 
 Prints one row per graph (file, size, opset, inputs, parity, status) and the offline deployability
 check's verdict; ``--json`` prints the manifest and the check report instead. Exit status 1 with one
@@ -13,34 +17,55 @@ from jetgen.errors import JetgenError
 from jetgen.runtime.targets import TARGETS
 from jetgen.spec import PRECISIONS
 
+INT8_GRADIENT_NOTE = ("latent_grad is fp16 in this int8 bundle: a quantised gradient is too coarse for latent "
+                      "optimisation.")
+INT64_NOTE = ("{} shape tensors are INT64 (ONNX's type for shapes and indices); {} casts them to INT32, "
+              "harmless here: every INT64 constant fits in 32 bits, so the check's INT64 warnings need no action.")
+
 
 @click.command("export")
-@click.argument("run", type=click.Path())
-@click.option("--target", "-t", required=True, type=click.Choice(sorted(TARGETS)),
+@click.argument("run", type=click.Path(), required=False)
+@click.option("--target", "-t", type=click.Choice(sorted(TARGETS)),
               help="Board the bundle is for; fixes the ONNX opset and what precisions are allowed.")
-@click.option("--out", "-o", required=True, type=click.Path(), help="Bundle directory to write (NAME.jetgen).")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
-              help="fp16: half-precision arithmetic; int8: static QDQ calibrated on training data.")
-@click.option("--calib-samples", type=int, default=500, show_default=True,
-              help="Training examples used to calibrate int8.")
-@click.option("--max-batch", type=int, default=1024, show_default=True,
-              help="Largest batch the graphs are declared for (TensorRT profile max).")
-@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--out", "-o", type=click.Path(), help="Bundle directory to write (NAME.jetgen).")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="fp32 (default); fp16: half-precision arithmetic; int8: static QDQ calibrated on training data.")
+@click.option("--calib-samples", type=int, help="Training examples used to calibrate int8 (default 500).")
+@click.option("--max-batch", type=int, help="Largest batch the graphs are declared for (TensorRT profile max; "
+                                            "default 1024).")
+@click.option("--module", help="Your model: FILE.py:NAME or package.module:NAME, a function or class building it.")
+@click.option("--weights", type=click.Path(), help="Its state_dict: .pt/.pth (torch.save) or .safetensors.")
+@click.option("--latent-dim", type=int, help="Size of the latent the decoder takes.")
+@click.option("--decoder-attr", help="Method that decodes z [, y] (default: decode, else forward).")
+@click.option("--encoder-attr", help="Method that encodes x [, y] to (mu, logvar) (default: encode when present).")
+@click.option("--no-encoder", is_flag=True, default=None, help="Export without an encoder (auto-decoders).")
+@click.option("--output", type=click.Choice(["probs", "logits"]), help="What the decoder returns (default probs).")
+@click.option("--output-shape", help="C,H,W of one output (needed when the decoder returns flat vectors).")
+@click.option("--output-range", help="low,high of the outputs (default 0,1).")
+@click.option("--likelihood", help="bernoulli (default) or gaussian:SIGMA, the gradient graph's loss.")
+@click.option("--labels", help="Label names of a conditional model: 0..9, or cat,dog,bird.")
+@click.option("--data", help="Real examples for parity, calibration and golden vectors: digits, mnist, folder.")
+@click.option("--data-dir", type=click.Path(), help="Where --data mnist or folder lives.")
+@click.option("--name", help="The bundle's name (default: the --out directory's).")
+@click.option("--spec", "spec_path", type=click.Path(), help="JSON file holding these options (snake_case keys).")
+@click.option("--force", is_flag=True, default=None, help="Replace an existing bundle at --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and check report as JSON.")
-def export(run, target, out, precision, calib_samples, max_batch, force, as_json):
-    """Export the trained RUN directory to a bundle for a target board."""
-    from jetgen.export.exporter import export_run, parity_ok
-
+def export(run, as_json, spec_path, **options):
+    """Export the trained RUN directory, or your own model (--module, --weights), to a bundle for a board."""
     log = (lambda message: None) if as_json else (lambda message: click.echo(message, err=True))
     started = time.time()
-    manifest = export_run(run, target, out, precision=precision, calib_samples=calib_samples,
-                          max_batch=max_batch, force=force, log=log)
+    manifest, out = _export(run, spec_path, options, log)
     seconds = time.time() - started
-    report = _check(out, target)
+    report = manifest.check
     if as_json:
         emit_json({"bundle": out, "seconds": round(seconds, 2), "manifest": manifest, "check": report})
         return
-    click.echo(summary_table(manifest, report, parity_ok))
+    from jetgen.export.exporter import parity_ok
+
+    int64_ok = _harmless_int64(out, manifest, report)
+    click.echo(summary_table(manifest, report, parity_ok, int64_ok))
+    for line in notes(manifest, report, int64_ok):
+        click.echo(line)
     if manifest.get("quality"):
         click.echo("")
         click.echo(quality_lines(manifest["quality"]))
@@ -53,20 +78,57 @@ def export(run, target, out, precision, calib_samples, max_batch, force, as_json
         click.echo("Check: " + (verdict(report) if "findings" in report else report.get("error", "")))
 
 
-def _check(out, target):
-    """The offline check's report on the finished bundle, or None when that module is absent.
-    Export never fails on it: findings are shown, not enforced."""
-    try:
-        from jetgen.export.check import check_model
-    except ImportError:
-        return None
-    try:
-        return check_model(out, target)
-    except JetgenError as err:
-        return {"error": "the check could not run: {}".format(err)}
+def _export(run, spec_path, options, log):
+    """Run the export the arguments ask for; (the manifest, the bundle's path)."""
+    own_model = options["module"] is not None or spec_path is not None
+    if run is not None and own_model:
+        raise JetgenError("Give either a RUN directory or --module/--spec for your own model, not both.")
+    if own_model:
+        from jetgen.export.from_files import export_from_files, resolve_options
+
+        opts = resolve_options(options, spec_path)
+        manifest = export_from_files(opts, log)
+        out = opts["out"]
+    else:
+        if run is None:
+            raise JetgenError("Give a RUN directory to export, or --module FILE.py:NAME --weights FILE for your "
+                              "own model.")
+        for key in ("target", "out"):
+            if options[key] is None:
+                raise JetgenError("jetgen export needs --{}.".format(key))
+        from jetgen.export.exporter import export_run
+
+        manifest = export_run(run, options["target"], options["out"], precision=options["precision"] or "fp32",
+                              calib_samples=options["calib_samples"] or 500, max_batch=options["max_batch"] or 1024,
+                              force=bool(options["force"]), log=log)
+        out = options["out"]
+    return manifest, out
 
 
-def _status(graph, entry, report, parity_ok):
+def _int64_warnings(report):
+    return [f for f in (report or {}).get("findings", ()) if f["severity"] == "warning" and "INT64 tensors" in f["where"]]
+
+
+def _int64_only(findings):
+    return bool(findings) and all("INT64 tensors" in f["where"] for f in findings)
+
+
+def _harmless_int64(out, manifest, report):
+    """True when the check warns about INT64 tensors and every graph's INT64 constants fit in INT32
+    (jetgen.export.onnx_tools), so the warnings need no action."""
+    import os
+
+    import onnx
+
+    from jetgen.export.onnx_tools import int64_constants_fit_int32
+
+    if not _int64_warnings(report):
+        return False
+    return all(int64_constants_fit_int32(onnx.load(os.path.join(out, e["file"])))
+               for e in manifest["graphs"].values())
+
+
+def _status(graph, entry, report, parity_ok, int64_ok=False):
     if entry["precision"] == "fp32" and not parity_ok(entry["parity"]):
         return "parity!"
     if not report or "findings" not in report:
@@ -74,13 +136,15 @@ def _status(graph, entry, report, parity_ok):
     mine = [f for f in report["findings"] if f.get("graph") in (graph, entry["file"])]
     if any(f["severity"] == "error" for f in mine):
         return "check error"
-    if any(f["severity"] == "warning" for f in mine):
+    warnings = [f for f in mine if f["severity"] == "warning"]
+    if warnings and not (int64_ok and _int64_only(warnings)):
         return "ok (warnings)"
     return "ok"
 
 
-def summary_table(manifest, report, parity_ok):
-    """One row per graph: file, size, opset, precision, inputs, parity, status."""
+def summary_table(manifest, report, parity_ok, int64_ok=False):
+    """One row per graph: file, size, opset, precision, inputs, parity, status (``int64_ok``: INT64
+    warnings alone leave a graph "ok")."""
     rows = []
     for name, entry in manifest["graphs"].items():
         inputs = ", ".join("{}{}".format(t["name"], tuple(t["shape"][1:]) if len(t["shape"]) > 2
@@ -88,14 +152,27 @@ def summary_table(manifest, report, parity_ok):
                            for t in entry["inputs"])
         parity = "{:.1e} / {:.1e}".format(entry["parity"]["max_abs"], entry["parity"]["max_rel"])
         rows.append((name, entry["file"], human_size(entry["bytes"]), str(entry["opset"]), entry["precision"],
-                     inputs, parity, _status(name, entry, report, parity_ok)))
+                     inputs, parity, _status(name, entry, report, parity_ok, int64_ok)))
     return table(("graph", "file", "size", "opset", "prec", "inputs", "parity (abs / rel)", "status"), rows)
+
+
+def notes(manifest, report, int64_ok):
+    """One line each for what the table's statuses leave unexplained."""
+    lines = []
+    graphs = manifest["graphs"]
+    if manifest.get("precision") == "int8" and graphs.get("latent_grad", {}).get("precision") == "fp16":
+        lines.append(INT8_GRADIENT_NOTE)
+    if int64_ok:
+        graphs_named = sorted({f["graph"] for f in _int64_warnings(report)})
+        lines.append(INT64_NOTE.format("The " + ", ".join(graphs_named) + " graphs'",
+                                       "TensorRT {}".format(manifest["target"]["tensorrt"])))
+    return lines
 
 
 def quality_lines(quality):
     """The reduced-precision quality table as text."""
     prec = quality["precision"]
-    lines = ["Quality of {} against fp32 on the {}:".format(prec, quality["data"])]
+    lines = ["Quality of {} against fp32 on the {}:".format(prec, quality.get("data", "prior draws only"))]
     lines.append("  max decode error            {:.2e}".format(quality["max_decode_error"]))
     lines.append("  latent_grad max rel error   {:.2e}".format(quality["latent_grad_max_rel_error"]))
     for key in ("neg_elbo", "recon_error", "conditional_accuracy"):

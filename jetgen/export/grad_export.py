@@ -1,4 +1,4 @@
-"""Turn the latent-gradient function into an exportable module of plain aten ops.
+"""Turn the latent-gradient function (jetgen.export.losses) into an exportable module of plain aten ops.
 
 ``torch.onnx.export`` cannot export ``torch.autograd.grad`` directly (pytorch issues 110866, 125984).
 The route (shared/FACTS.md): write loss-and-gradient with the parameters as explicit inputs
@@ -9,8 +9,6 @@ buffers. ``aten.convolution_backward`` has no ONNX lowering and no stock decompo
 """
 import torch
 from torch import nn
-
-from jetgen.export.graphs import latent_loss
 
 aten = torch.ops.aten
 
@@ -81,45 +79,40 @@ class LatentGradModule(nn.Module):
         return loss, grad
 
 
-def trace_latent_grad(model, example_inputs):
-    """Trace the latent gradient of ``model`` (an inference copy: eval mode, BN folded) into a
-    ``LatentGradModule``. ``example_inputs`` is (z, target, mask[, y]) with a batch of at least 2."""
+class _Raw(nn.Module):
+    """Calls ``decoder.raw`` so functional_call can swap the decoder's parameters for graph inputs."""
+
+    def __init__(self, decoder):
+        super().__init__()
+        self.g = decoder
+
+    def forward(self, z, y=None):
+        return self.g.raw(z, y)
+
+
+def trace_latent_grad(decoder, likelihood, example_inputs):
+    """Trace ``likelihood.latent_loss_and_grad`` through ``decoder`` (a DecoderGraph around an
+    eval-mode, BatchNorm-folded model) into a ``LatentGradModule``. ``example_inputs`` is
+    (z, target, mask[, y]) with a batch of at least 2. Raises whatever make_fx raises."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    params.update({k: v.detach() for k, v in model.named_buffers()})
+    params = {k: v.detach() for k, v in decoder.named_parameters()}
+    params.update({k: v.detach() for k, v in decoder.named_buffers()})
     names = list(params)
-    conditional = model.conditional
+    conditional = decoder.conditional
+    wrapper = _Raw(decoder)
+
+    def decode(state):
+        prefixed = {"g." + k: v for k, v in state.items()}
+        return lambda z, y: torch.func.functional_call(wrapper, prefixed, (z, y))
 
     def fn(*args):
         values, rest = args[:len(names)], args[len(names):]
         z, target, mask = rest[:3]
         y = rest[3] if conditional else None
-        state = dict(zip(names, values))
-
-        with torch.enable_grad():
-            zz = z.detach().requires_grad_(True)
-            loss = _loss_call(model, state, zz, target, mask, y)
-            (grad,) = torch.autograd.grad(loss.sum(), zz)
-        return loss.detach(), grad
+        loss, grad = likelihood.latent_loss_and_grad(decode(dict(zip(names, values))), z, target, mask, y)
+        return loss, grad
 
     args = list(params.values()) + list(example_inputs)
     traced = make_fx(fn, decomposition_table=decompositions(), tracing_mode="symbolic")(*args)
     return LatentGradModule(traced, params, conditional)
-
-
-class _LossModule(nn.Module):
-    """Calls ``latent_loss`` so functional_call can swap the model's parameters."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, z, target, mask, y=None):
-        return latent_loss(self.model, z, target, mask, y)
-
-
-def _loss_call(model, state, z, target, mask, y):
-    wrapper = _LossModule(model)
-    prefixed = {"model." + k: v for k, v in state.items()}
-    return torch.func.functional_call(wrapper, prefixed, (z, target, mask, y))

@@ -26,11 +26,13 @@ FORBIDDEN_OPS = RANDOM_OPS | {"Reciprocal"}
 
 # ---------------------------------------------------------------- torch -> ONNX
 
-def export_torch(module, args, input_names, output_names, opset, graph, legacy=True, max_batch=1024):
+def export_torch(module, args, input_names, output_names, opset, graph, legacy=True, max_batch=1024,
+                 where="the model"):
     """Export ``module(*args)`` to an ONNX ModelProto with a dynamic axis 0 named "batch".
 
     ``legacy`` tries the TorchScript exporter at ``opset`` first and falls back to the dynamo
-    exporter (opset 18, then ``downgrade``). Raises JetgenError naming the op when neither works.
+    exporter (opset 18, then ``downgrade``). Raises JetgenError naming the op (and what in
+    ``where``, the model's description, it comes from) when neither works.
     """
     errors = []
     if legacy:
@@ -41,10 +43,10 @@ def export_torch(module, args, input_names, output_names, opset, graph, legacy=T
     try:
         model = _export_dynamo(module, args, input_names, output_names, max_batch)
     except Exception as err:
+        from jetgen.export.refusals import export_failure
+
         errors.append(err)
-        raise JetgenError("Cannot export the {} graph to ONNX: {}, so neither torch.onnx exporter can write "
-                          "it; change the model to avoid it or use a supported architecture.".format(
-                              graph, describe_export_error(*errors)))
+        raise export_failure(errors, graph, opset, where)
     return model
 
 
@@ -75,7 +77,7 @@ def _export_legacy(module, args, input_names, output_names, opset):
 
     buf = io.BytesIO()
     axes = {name: {0: "batch"} for name in list(input_names) + list(output_names)}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_fds():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, tuple(args), buf, dynamo=False, opset_version=opset,
                           input_names=list(input_names), output_names=list(output_names),
@@ -174,12 +176,9 @@ _REDUCE_AXES_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "Reduce
 
 def relabel(model, opset, graph="model"):
     """Down-convert by rewriting the few ops whose schema changed (see ``downgrade``)."""
-    from onnx import defs
-
     model = _copy(model)
     source = default_opset(model)
-    inferred = _infer(model)
-    shapes = _static_shapes(inferred)
+    shapes = _static_shapes(_infer(model))
     consts = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant":
@@ -188,81 +187,9 @@ def relabel(model, opset, graph="model"):
                     consts[node.output[0]] = numpy_helper.to_array(attr.t)
     new_nodes, new_inits = [], []
     for node in model.graph.node:
-        if node.domain not in ("", "ai.onnx"):
-            new_nodes.append(node)
-            continue
-        try:
-            src = defs.get_schema(node.op_type, source)
-            dst = defs.get_schema(node.op_type, opset)
-        except Exception:
-            raise JetgenError("The {} graph uses {}, which does not exist at opset {}; export for a target "
-                              "with a newer TensorRT.".format(graph, node.op_type, opset))
-        if src.since_version == dst.since_version:
-            new_nodes.append(node)
-            continue
-        op = node.op_type
-        attrs = {a.name: a for a in node.attribute}
-        if op == "Shape" and ("start" in attrs or "end" in attrs):
-            start = helper.get_attribute_value(attrs["start"]) if "start" in attrs else 0
-            end = helper.get_attribute_value(attrs["end"]) if "end" in attrs else np.iinfo(np.int64).max
-            full = node.output[0] + "__full_shape"
-            names = [node.output[0] + s for s in ("__starts", "__ends", "__axes")]
-            for name, value in zip(names, (start, end, 0)):
-                new_inits.append(numpy_helper.from_array(np.array([value], np.int64), name))
-            new_nodes.append(helper.make_node("Shape", [node.input[0]], [full], name=node.name))
-            new_nodes.append(helper.make_node("Slice", [full] + names, [node.output[0]], name=node.name + "_slice"))
-            continue
-        if op == "Split" and "num_outputs" in attrs and opset < 18:
-            axis = helper.get_attribute_value(attrs["axis"]) if "axis" in attrs else 0
-            shape = shapes.get(node.input[0])
-            n = helper.get_attribute_value(attrs["num_outputs"])
-            if shape is None or shape[axis] is None:
-                raise JetgenError("The {} graph splits a tensor of unknown size; cannot express it at opset {}."
-                                  .format(graph, opset))
-            size = shape[axis]
-            chunk = -(-size // n)
-            parts = [min(chunk, size - i * chunk) for i in range(n)]
-            name = node.output[0] + "__split"
-            new_inits.append(numpy_helper.from_array(np.array(parts, np.int64), name))
-            new_nodes.append(helper.make_node("Split", [node.input[0], name], list(node.output), name=node.name,
-                                              axis=axis))
-            continue
-        if op in _REDUCE_AXES_18 and opset < 18:
-            kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
-            extra = []
-            if len(node.input) > 1 and node.input[1]:
-                if node.input[1] not in consts:
-                    raise JetgenError("The {} graph's {} has axes computed at run time; cannot express it at "
-                                      "opset {}.".format(graph, op, opset))
-                extra = [helper.make_attribute("axes", [int(v) for v in consts[node.input[1]].ravel()])]
-            node = _remake(node, [node.input[0]], kept + extra)
-            new_nodes.append(node)
-            continue
-        if op == "Reshape" and opset < 14 and "allowzero" in attrs:
-            # allowzero=1 differs from the old semantics only for a 0 in the shape; a run-time shape
-            # comes from real (non-empty, batch >= 1) tensors, so only a constant 0 matters
-            shape_const = consts.get(node.input[1])
-            if helper.get_attribute_value(attrs["allowzero"]) and shape_const is not None \
-                    and (shape_const == 0).any():
-                raise JetgenError("The {} graph reshapes with allowzero=1 to a shape with a 0, which opset {} "
-                                  "cannot express.".format(graph, opset))
-            new_nodes.append(_remake(node, list(node.input), [a for a in node.attribute if a.name != "allowzero"]))
-            continue
-        if op == "BatchNormalization" and "training_mode" in attrs:
-            if helper.get_attribute_value(attrs["training_mode"]):
-                raise JetgenError("The {} graph holds a BatchNormalization in training mode.".format(graph))
-            new_nodes.append(_remake(node, list(node.input),
-                                     [a for a in node.attribute if a.name != "training_mode"]))
-            continue
-        # a schema change that only widened types or added defaults: keep the node if it fits
-        dst_attrs = set(dst.attributes)
-        max_inputs = len(dst.inputs) if not any(
-            i.option == defs.OpSchema.FormalParameterOption.Variadic for i in dst.inputs) else 1 << 30
-        if set(attrs) - dst_attrs or len([i for i in node.input if i]) > max_inputs:
-            raise JetgenError("The {} graph uses {} in a form (attributes {}) that opset {} does not have, and "
-                              "jetgen has no rule to rewrite it; export for a target with a newer TensorRT."
-                              .format(graph, op, sorted(set(attrs) - dst_attrs) or "-", opset))
-        new_nodes.append(node)
+        nodes, inits = _relabel_node(node, graph, source, opset, shapes, consts)
+        new_nodes.extend(nodes)
+        new_inits.extend(inits)
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
     model.graph.initializer.extend(new_inits)
@@ -271,6 +198,87 @@ def relabel(model, opset, graph="model"):
             imp.version = opset
     set_min_ir_version(model)
     return model
+
+
+def _relabel_node(node, graph, source, opset, shapes, consts):
+    """([nodes], [initializers]) expressing ``node`` at ``opset``; JetgenError when no rule can."""
+    from onnx import defs
+
+    if node.domain not in ("", "ai.onnx"):
+        return [node], []
+    try:
+        src = defs.get_schema(node.op_type, source)
+        dst = defs.get_schema(node.op_type, opset)
+    except Exception:
+        raise JetgenError("The {} graph uses {}, which does not exist at opset {}; export for a target "
+                          "with a newer TensorRT.".format(graph, node.op_type, opset))
+    if src.since_version == dst.since_version:
+        return [node], []
+    op = node.op_type
+    attrs = {a.name: a for a in node.attribute}
+    if op == "Shape" and ("start" in attrs or "end" in attrs):
+        return _shape_as_slice(node, attrs)
+    if op == "Split" and "num_outputs" in attrs and opset < 18:
+        return _split_with_sizes(node, attrs, graph, opset, shapes)
+    if op in _REDUCE_AXES_18 and opset < 18:
+        kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
+        extra = []
+        if len(node.input) > 1 and node.input[1]:
+            if node.input[1] not in consts:
+                raise JetgenError("The {} graph's {} has axes computed at run time; cannot express it at "
+                                  "opset {}.".format(graph, op, opset))
+            extra = [helper.make_attribute("axes", [int(v) for v in consts[node.input[1]].ravel()])]
+        return [_remake(node, [node.input[0]], kept + extra)], []
+    if op == "Reshape" and opset < 14 and "allowzero" in attrs:
+        # allowzero=1 differs from the old semantics only for a 0 in the shape; a run-time shape
+        # comes from real (non-empty, batch >= 1) tensors, so only a constant 0 matters
+        shape_const = consts.get(node.input[1])
+        if helper.get_attribute_value(attrs["allowzero"]) and shape_const is not None and (shape_const == 0).any():
+            raise JetgenError("The {} graph reshapes with allowzero=1 to a shape with a 0, which opset {} "
+                              "cannot express.".format(graph, opset))
+        return [_remake(node, list(node.input), [a for a in node.attribute if a.name != "allowzero"])], []
+    if op == "BatchNormalization" and "training_mode" in attrs:
+        if helper.get_attribute_value(attrs["training_mode"]):
+            raise JetgenError("The {} graph holds a BatchNormalization in training mode.".format(graph))
+        return [_remake(node, list(node.input), [a for a in node.attribute if a.name != "training_mode"])], []
+    # a schema change that only widened types or added defaults: keep the node if it fits
+    dst_attrs = set(dst.attributes)
+    max_inputs = len(dst.inputs) if not any(
+        i.option == defs.OpSchema.FormalParameterOption.Variadic for i in dst.inputs) else 1 << 30
+    if set(attrs) - dst_attrs or len([i for i in node.input if i]) > max_inputs:
+        raise JetgenError("The {} graph uses {} in a form (attributes {}) that opset {} does not have, and "
+                          "jetgen has no rule to rewrite it; export for a target with a newer TensorRT."
+                          .format(graph, op, sorted(set(attrs) - dst_attrs) or "-", opset))
+    return [node], []
+
+
+def _shape_as_slice(node, attrs):
+    """Shape(start, end) (opset 15) as Shape then Slice."""
+    start = helper.get_attribute_value(attrs["start"]) if "start" in attrs else 0
+    end = helper.get_attribute_value(attrs["end"]) if "end" in attrs else np.iinfo(np.int64).max
+    full = node.output[0] + "__full_shape"
+    names = [node.output[0] + s for s in ("__starts", "__ends", "__axes")]
+    inits = [numpy_helper.from_array(np.array([value], np.int64), name)
+             for name, value in zip(names, (start, end, 0))]
+    nodes = [helper.make_node("Shape", [node.input[0]], [full], name=node.name),
+             helper.make_node("Slice", [full] + names, [node.output[0]], name=node.name + "_slice")]
+    return nodes, inits
+
+
+def _split_with_sizes(node, attrs, graph, opset, shapes):
+    """Split(num_outputs) (opset 18) as Split with a constant sizes input."""
+    axis = helper.get_attribute_value(attrs["axis"]) if "axis" in attrs else 0
+    shape = shapes.get(node.input[0])
+    n = helper.get_attribute_value(attrs["num_outputs"])
+    if shape is None or shape[axis] is None:
+        raise JetgenError("The {} graph splits a tensor of unknown size; cannot express it at opset {}."
+                          .format(graph, opset))
+    size = shape[axis]
+    chunk = -(-size // n)
+    parts = [min(chunk, size - i * chunk) for i in range(n)]
+    name = node.output[0] + "__split"
+    init = numpy_helper.from_array(np.array(parts, np.int64), name)
+    return [helper.make_node("Split", [node.input[0], name], list(node.output), name=node.name, axis=axis)], [init]
 
 
 def _remake(node, inputs, attributes):
@@ -403,6 +411,7 @@ def session(model):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 2
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy threads after a run
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
@@ -530,7 +539,7 @@ def quantize_int8(model, graph, calib_feeds, per_channel=True):
         src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(model, src)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_root_logger():
                 warnings.simplefilter("ignore")
                 quantize_static(src, dst, Reader(calib_feeds), quant_format=QuantFormat.QDQ,
                                 per_channel=per_channel, activation_type=QuantType.QInt8,
@@ -544,3 +553,70 @@ def quantize_int8(model, graph, calib_feeds, per_channel=True):
     set_min_ir_version(quant)
     check(quant, graph + " (int8)")
     return quant
+
+
+class _quiet_fds(object):
+    """Send file descriptors 1 and 2 to /dev/null inside the block: the TorchScript exporter's C++
+    logger dumps the whole IR graph to stdout when an export fails (torch 2.13 turns it on
+    unconditionally), which would bury the one-sentence error and break --json output."""
+
+    def __enter__(self):
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = [(fd, os.dup(fd)) for fd in (1, 2)]
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd, _ in self.saved:
+            os.dup2(null, fd)
+        os.close(null)
+
+    def __exit__(self, *exc):
+        import os
+
+        for fd, saved in self.saved:
+            os.dup2(saved, fd)
+            os.close(saved)
+        return False
+
+
+class _quiet_root_logger(object):
+    """Silence the root logger inside the block: onnxruntime's quantiser logs "Please consider to run
+    pre-processing" through it, and logging.warning() on a bare root would also install a handler."""
+
+    def __enter__(self):
+        import logging
+
+        self.root = logging.getLogger()
+        self.level, self.null = self.root.level, logging.NullHandler()
+        self.root.addHandler(self.null)
+        self.root.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.root.removeHandler(self.null)
+        self.root.setLevel(self.level)
+        return False
+
+
+# INT64 values a TensorRT before 10 may clamp to INT32 without changing the graph's meaning: the
+# "to the end" sentinels of Slice bounds
+_INT64_SENTINELS = (np.iinfo(np.int64).max, np.iinfo(np.int64).min, np.iinfo(np.int64).min + 1)
+
+
+def int64_constants_fit_int32(model):
+    """True when every INT64 constant (initializers and Constant nodes) fits in INT32 or is a Slice
+    "to the end" sentinel, so a TensorRT that casts INT64 to INT32 computes the same graph (the
+    INT64 tensors computed inside an exported graph are shapes, far below 2^31)."""
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT64]
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            arrays.extend(numpy_helper.to_array(a.t) for a in node.attribute
+                          if a.name == "value" and a.t.data_type == TensorProto.INT64)
+    info = np.iinfo(np.int32)
+    for arr in arrays:
+        values = arr.ravel()
+        values = values[~np.isin(values, _INT64_SENTINELS)]
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            return False
+    return True
