@@ -25,6 +25,7 @@ COMMANDS = {
     "complete": ("jetgen.cli.generate:complete", "Fill in the hidden part of inputs by latent optimisation."),
     "build": ("jetgen.cli.build:build", "Build TensorRT engines for a bundle on this device."),
     "bench": ("jetgen.cli.bench:bench", "Benchmark a bundle's backends against PyTorch eager."),
+    "verify": ("jetgen.cli.verify:verify", "Check a bundle's graphs here against its golden vectors."),
 }
 
 
