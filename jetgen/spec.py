@@ -26,6 +26,10 @@ MAX_BATCH = 1 << 20  # no graph is declared for more than a million examples per
 MAX_TENSOR_ELEMENTS = 1 << 26  # per example (a 8192x8192 RGB image is 2e8: refused)
 
 GOLDEN_DIR = "golden"  # golden vectors: graphs.G.golden lists .npy files in BUNDLE/golden/ (docs/bundle.md)
+MAX_GOLDEN_CASES = 16  # per graph; an exporter writes about four (prior and test data, batch 1 and larger)
+MAX_GOLDEN_BATCH = 4096
+MAX_GOLDEN_ELEMENTS = 1 << 22  # per file (16 MB of float32); every file is checked against it before loading
+MAX_GOLDEN_NAME = 64
 KINDS = ("vae", "cvae", "ad", "vad")  # model kinds a bundle may declare
 GRAPHS = ("decoder", "encoder", "latent_grad")  # in bundle order
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -188,6 +192,172 @@ def batch_range(entry, where="a graph", required=False):
     return {"min": lo, "opt": max(lo, opt), "max": hi}
 
 
+# -- golden vectors ------------------------------------------------------------------------------
+
+# Tolerances of ``jetgen verify`` per precision the graph runs at: an output passes when its largest
+# absolute error is within "abs" OR its largest error relative to the output's largest magnitude
+# (normwise) is within "rel". Chosen from measured exports (docs/bundle.md, "Golden vectors"): about
+# four times the worst error seen, so a correct engine passes and a broken one (wrong weights, a
+# layer dropped, an input swapped) does not. fp32 allows TensorRT's TF32 on Ampere GPUs (Orin).
+GOLDEN_TOLERANCES = {
+    "fp32": {"abs": 2e-3, "rel": 2e-3},
+    "fp16": {"abs": 2e-2, "rel": 1e-2},
+    "int8": {"abs": 2e-1, "rel": 1e-1},
+}
+
+
+def _golden_name(value, where):
+    ok = (isinstance(value, str) and 0 < len(value) <= MAX_GOLDEN_NAME
+          and all(c.isalnum() or c in "._-" for c in value))
+    if not ok:
+        raise JetgenError("The manifest's {} has the name {!r}; golden case names are 1 to {} letters, digits, "
+                          "'.', '_' or '-'.".format(where, _short(value), MAX_GOLDEN_NAME))
+    return value
+
+
+def _golden_tensor(entry, where):
+    """One golden .npy entry: a plain .npy name, a sha256, a shape with a bounded batch and size."""
+    if not isinstance(entry, dict):
+        raise JetgenError("The manifest's {} must be an object with file, sha256 and shape.".format(where))
+    name = check_file_name(entry.get("file"), where)
+    if not name.endswith(".npy"):
+        raise JetgenError("The manifest names {!r} for {}; golden files are .npy arrays.".format(_short(name), where))
+    sha = need(entry, "sha256", str, where + ".sha256")
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower()):
+        raise JetgenError("The manifest's {}.sha256 is not a sha256 hex digest.".format(where))
+    shape = need(entry, "shape", list, where + ".shape")
+    size = 1
+    for dim in shape:
+        if not is_int(dim) or dim < 1:
+            raise JetgenError("The manifest's {}.shape {} must hold positive whole numbers.".format(where, _short(shape)))
+        size *= dim
+    if not shape or shape[0] > MAX_GOLDEN_BATCH or size > MAX_GOLDEN_ELEMENTS:
+        raise JetgenError("The manifest's {}.shape {} is empty or larger than a golden case may be (batch <= {}, "
+                          "<= {} values).".format(where, _short(shape), MAX_GOLDEN_BATCH, MAX_GOLDEN_ELEMENTS))
+    return {"file": name, "sha256": sha.lower(), "shape": list(shape)}
+
+
+def check_golden(graph, cases):
+    """The golden cases of one graph entry, checked: a list of at most MAX_GOLDEN_CASES objects, each
+    with a plain ``name`` and ``inputs``/``outputs`` mapping tensor names to checked .npy entries
+    whose batch sizes agree. Returns a normalised copy; JetgenError for anything else."""
+    where = "graphs.{}.golden".format(graph)
+    if not isinstance(cases, list) or len(cases) > MAX_GOLDEN_CASES:
+        raise JetgenError("The manifest's {} must be a list of at most {} cases.".format(where, MAX_GOLDEN_CASES))
+    out, seen = [], set()
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict):
+            raise JetgenError("The manifest's {}[{}] is not an object.".format(where, i))
+        name = _golden_name(case.get("name"), "{}[{}]".format(where, i))
+        if name in seen:
+            raise JetgenError("The manifest's {} lists the case {!r} twice.".format(where, name))
+        seen.add(name)
+        checked = {"name": name}
+        for side in ("inputs", "outputs"):
+            tensors = need(case, side, dict, "{}.{}.{}".format(where, name, side))
+            checked[side] = dict((str(t), _golden_tensor(entry, "{}.{}.{}.{}".format(where, name, side, t)))
+                                 for t, entry in tensors.items())
+        batches = set(t["shape"][0] for side in ("inputs", "outputs") for t in checked[side].values())
+        if len(batches) > 1:
+            raise JetgenError("The manifest's golden case {}.{} mixes batch sizes {}; re-export the bundle.".format(
+                graph, name, sorted(batches)))
+        out.append(checked)
+    return out
+
+
+def _check_golden_interface(graph, cases, inputs, outputs):
+    """Every golden case holds exactly the graph's tensors, each with the interface's per-example shape."""
+    for case in cases:
+        for side, expected in (("inputs", inputs), ("outputs", outputs)):
+            want = dict(expected)
+            if set(case[side]) != set(want):
+                raise JetgenError("The golden case {}.{} has {} {}, but the graph has {}; re-export the bundle."
+                                  .format(graph, case["name"], side, sorted(case[side]), sorted(want)))
+            for name, tensor in case[side].items():
+                if tensor["shape"][1:] != list(want[name]):
+                    raise JetgenError("The golden case {}.{} stores {!r} with shape {}, expected [batch] + {}."
+                                      .format(graph, case["name"], name, tensor["shape"], list(want[name])))
+
+
+def golden_path(bundle_dir, name):
+    """Path of golden file ``name`` in BUNDLE/golden/, refusing a name or a link that leads elsewhere."""
+    check_file_name(name, "a golden file")
+    root = os.path.realpath(bundle_dir)
+    folder = os.path.join(bundle_dir, GOLDEN_DIR)
+    full = os.path.join(folder, name)
+    if (os.path.realpath(folder) != os.path.join(root, GOLDEN_DIR)
+            or os.path.dirname(os.path.realpath(full)) != os.path.join(root, GOLDEN_DIR)):
+        raise JetgenError("{} points outside the bundle's golden/ directory; refusing to read it.".format(full))
+    return full
+
+
+# -- what runtime a graph needs -------------------------------------------------------------------
+
+# ONNX Runtime release -> the newest ai.onnx opset and ONNX IR version it implements. From
+# onnxruntime's docs/Versioning.md, which points to docs/reference/compatibility.md (read at commit
+# 109c0ba, rows 1.6 to 1.20). Not confirmed: releases after 1.20 (not in that table); a graph that
+# needs more than 1.20 gets "newer than 1.20". FACTS.md: 1.15 refuses opset 20.
+ONNXRUNTIME_SUPPORT = (
+    ("1.6", 13, 7), ("1.7", 13, 7), ("1.8", 14, 7), ("1.9", 15, 8), ("1.10", 15, 8), ("1.11", 16, 8),
+    ("1.12", 17, 8), ("1.13", 17, 8), ("1.14", 18, 8), ("1.15", 19, 8), ("1.16", 19, 9), ("1.17", 20, 9),
+    ("1.18", 21, 10), ("1.19", 21, 10), ("1.20", 21, 10),
+)
+# TensorRT release -> the newest ai.onnx opset its ONNX parser takes. onnx-tensorrt docs/operators.md:
+# 8.0 and 8.2 "up to Opset 13", 8.5 "up to Opset 17", 9.2 "up to Opset 19", 10.0 "opset 9 to opset
+# 20", 10.15 "opset 9 to opset 24"; 8.6 from FACTS.md (as 8.5). Not confirmed: which 10.1 to 10.14
+# release first took opsets 21 to 24 (10.15 is the first table read that does), and whether a newer IR
+# version than the parser's own onnx stops it (the parser only warns, as far as read).
+TENSORRT_SUPPORT = (("8.0", 13), ("8.2", 13), ("8.5", 17), ("8.6", 17), ("9.2", 19), ("10.0", 20), ("10.15", 24))
+TENSORRT_MIN_OPSET_FROM_10 = 9  # TensorRT 10's parser starts at opset 9
+
+
+def version_tuple(text):
+    """'1.17.3' -> (1, 17, 3); '1.18.0.dev20240101' -> (1, 18, 0); None when it does not start with digits."""
+    parts = []
+    for piece in str(text).split(".")[:3]:
+        digits = ""
+        for c in piece:
+            if not c.isdigit():
+                break
+            digits += c
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) if parts else None
+
+
+def runtime_requirements(opset, ir_version=None):
+    """The oldest ONNX Runtime and TensorRT releases that load a graph of ``opset`` (ai.onnx) and
+    ``ir_version``: {"onnxruntime": "1.17" or None, "tensorrt": "10.0" or None, "notes": [...]}.
+    None means no release in the tables does (the note says which is the newest known)."""
+    notes = []
+    ort = next((r for r, o, ir in ONNXRUNTIME_SUPPORT if o >= opset and (ir_version is None or ir >= ir_version)), None)
+    if ort is None:
+        notes.append("ONNX Runtime newer than {} (opset {}, IR {}: beyond the table in jetgen.spec)".format(
+            ONNXRUNTIME_SUPPORT[-1][0], opset, ir_version))
+    trt = next((r for r, o in TENSORRT_SUPPORT if o >= opset), None)
+    if trt is None:
+        notes.append("TensorRT newer than {} (opset {} is beyond the table in jetgen.spec)".format(
+            TENSORRT_SUPPORT[-1][0], opset))
+    elif opset < TENSORRT_MIN_OPSET_FROM_10:
+        notes.append("TensorRT 10 parses opset 9 and later only; opset {} needs TensorRT 8".format(opset))
+    return {"onnxruntime": ort, "tensorrt": trt, "notes": notes}
+
+
+def check_runtime_version(runtime, found, needed, graph, why, newest=None):
+    """JetgenError unless ``found`` (a version string) is at least ``needed`` ("1.17"; None: newer than
+    ``newest``, the last release the table knows). ``runtime`` names it ("ONNX Runtime"), ``why`` says
+    what needs it (opset, IR version). An unreadable ``found`` passes: the runtime's own check decides."""
+    have = version_tuple(found)
+    floor = needed if needed is not None else newest
+    if have is None or floor is None or (have >= version_tuple(floor) if needed else have > version_tuple(floor)):
+        return
+    need_text = "{} {} or newer".format(runtime, needed) if needed else "{} newer than {}".format(runtime, newest)
+    raise JetgenError("The {} graph ({}) needs {}, but this machine has {} {}: upgrade it (on a Jetson, the build "
+                      "for your JetPack: see jetson/README.md) or re-export the bundle for this board's target "
+                      "(jetgen export RUN --target ...).".format(graph, why, need_text, runtime, found))
+
+
 # -- the manifest --------------------------------------------------------------------------------
 
 def _check_tensors(graph, entry, side, expected):
@@ -234,6 +404,13 @@ def check_graph_entry(graph, entry):
             raise JetgenError("The manifest's graphs.{}.parity.{} is not a number.".format(graph, key))
     entry = dict(entry)
     entry["batch"] = batch_range(entry, "the {} graph".format(graph))
+    if entry.get("golden") is not None:
+        entry["golden"] = check_golden(graph, entry["golden"])
+    requires = optional(entry, "requires", dict, "graphs.{}.requires".format(graph))
+    for key in ("onnxruntime", "tensorrt"):
+        if requires is not None and requires.get(key) is not None and version_tuple(requires[key]) is None:
+            raise JetgenError("The manifest's graphs.{}.requires.{} {!r} is not a version.".format(
+                graph, key, _short(requires[key])))
     return entry
 
 
@@ -321,6 +498,7 @@ def check_manifest(manifest):
         inputs, outputs = expected_interface(name, model["latent_dim"], n_labels, model["output"]["shape"])
         _check_tensors(name, entry, "inputs", inputs)
         _check_tensors(name, entry, "outputs", outputs)
+        _check_golden_interface(name, entry.get("golden") or [], inputs, outputs)
         if entry["batch"] is None:
             entry["batch"] = {"min": 1, "opt": 64, "max": None}
         checked[name] = entry

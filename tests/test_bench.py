@@ -1,41 +1,45 @@
-"""The benchmark: statistics as plain functions, and `jetgen bench` end to end on a real bundle
-(ONNX Runtime on the CPU; the torch reference is covered in tests/test_pipeline.py)."""
+"""The benchmark: statistics, energy and FLOP counting as plain functions, and `jetgen bench` end to end
+on a real bundle with every backend in its own process (ONNX Runtime on the CPU; the torch worker is
+covered in tests/test_pipeline.py)."""
 import json
 import os
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
 
-from jetgen.cli import main
 from jetgen.bench import run as bench_mod
-from jetgen.bench.stats import remove_outliers, summarize, time_calls, ratio
+from jetgen.bench.flops import graph_flops, node_flops
+from jetgen.bench.power import energy_mj, total_power_mw
+from jetgen.bench.stats import count_outliers, ratio, summarize, time_calls
+from jetgen.cli import main
+from tests.golden_fixtures import add_golden
 from tests.runtime_fixtures import make_bundle
 
 
-def test_outliers_removed_by_tukey_fences():
-    samples = [1.0] * 20 + [1.1] * 20 + [50.0]
-    kept, removed = remove_outliers(samples)
-    assert removed == 1 and kept.max() < 2
+def test_outliers_are_counted_not_dropped():
+    samples = [0.001] * 20 + [0.0011] * 20 + [0.050]
+    s = summarize(samples)
+    assert count_outliers(samples) == 1 and s["outliers"] == 1
+    assert s["max_ms"] == pytest.approx(50.0)  # the slow call stays in every figure
+    assert s["mean_ms"] == pytest.approx((20 * 1.0 + 20 * 1.1 + 50.0) / 41)
 
 
 def test_summary_statistics_on_known_samples():
     samples = [0.001 * (i + 1) for i in range(100)]  # 1..100 ms
     s = summarize(samples, batch=10)
-    assert s["iterations"] == 100 and s["outliers_removed"] == 0
-    assert s["mean_ms"] == pytest.approx(50.5)
-    assert s["p50_ms"] == pytest.approx(50.5)
-    assert s["p90_ms"] == pytest.approx(90.1)
+    assert s["iterations"] == 100 and s["outliers"] == 0
+    assert (s["min_ms"], s["max_ms"]) == (pytest.approx(1.0), pytest.approx(100.0))
+    assert s["mean_ms"] == pytest.approx(50.5) and s["p50_ms"] == pytest.approx(50.5)
+    assert s["p90_ms"] == pytest.approx(90.1) and s["p99_ms"] == pytest.approx(99.01)
     assert s["throughput"] == pytest.approx(10 / 0.0505)
     assert s["unstable"] is True  # spread of 1..100 ms is far beyond 25 % of the mean
 
 
-def test_stable_samples_are_not_flagged():
-    s = summarize([0.010, 0.0101, 0.0099, 0.0100] * 5)
-    assert not s["unstable"] and s["std_ms"] < 0.1
-
-
-def test_summary_rejects_empty():
+def test_no_p99_from_fewer_than_30_samples():
+    assert summarize([0.01] * 29)["p99_ms"] is None
+    assert summarize([0.01] * 30)["p99_ms"] == pytest.approx(10.0)
     with pytest.raises(ValueError):
         summarize([])
 
@@ -49,51 +53,105 @@ def test_time_calls_respects_budget_with_fake_clock():
     def fn():
         now[0] += 0.1
 
-    samples = time_calls(fn, warmup=2, min_time=1.0, max_iters=1000, min_iters=3, clock=clock)
+    samples, window = time_calls(fn, warmup=2, min_time=1.0, max_iters=1000, min_iters=3, clock=clock)
     assert len(samples) == 10 and all(s == pytest.approx(0.1) for s in samples)
-    assert len(time_calls(fn, warmup=0, min_time=100.0, max_iters=7, clock=clock)) == 7
+    assert window == (pytest.approx(0.2), pytest.approx(1.2))  # after the two warm-up calls
+    assert len(time_calls(fn, warmup=0, min_time=100.0, max_iters=7, clock=clock)[0]) == 7
+    assert ratio(60.0, 30.0) == 2.0 and ratio(None, 30.0) is None
 
 
-def test_ratio():
-    assert ratio(60.0, 30.0) == 2.0
-    assert ratio(None, 30.0) is None
+# jtop readings in the two formats jetgen reads: jetson-stats 7.x (Orin, VDD_IN) and 4.x (Nano, POM_5V_IN)
+ORIN_7X = {"rail": {"VDD_IN": {"volt": 5000, "curr": 1400, "power": 7000}, "VDD_CPU_GPU_CV": {"power": 2100}},
+           "tot": {"power": 9100}}
+NANO_4X = ({"cur": 5300, "avg": 5100}, {"POM_5V_IN": {"cur": 4200, "avg": 4000}, "POM_5V_GPU": {"cur": 900}})
+
+
+def test_the_total_rail_of_each_board():
+    assert total_power_mw(ORIN_7X) == (7000.0, "VDD_IN")
+    assert total_power_mw(NANO_4X) == (4200.0, "POM_5V_IN")
+    assert total_power_mw({"rail": {"GPU": {"power": 1}}, "tot": {"power": 3000}}) == (3000.0, "tot")  # AGX Xavier
+    assert total_power_mw(None) == (None, None)
+
+
+def test_energy_is_the_trapezoid_over_exactly_the_window():
+    # power ramps 4000 -> 6000 mW over 0..2 s, then stays at 6000 mW
+    samples = [(0.0, 4000.0), (1.0, 5000.0), (2.0, 6000.0), (3.0, 6000.0)]
+    assert energy_mj(samples, 0.0, 2.0) == pytest.approx(10000.0)  # mean 5000 mW for 2 s = 10 J
+    # a window between samples: the edges are interpolated (4500 mW at 0.5 s, 6000 mW at 2.5 s)
+    assert energy_mj(samples, 0.5, 2.5) == pytest.approx(0.5 * (4500 + 5000) * 0.5 + 5500 + 3000)
+    assert energy_mj(samples, -1.0, 1.0) is None  # not covered: no energy rather than a guess
+    assert energy_mj([(0.0, 5000.0)], 0.0, 0.0) is None
+
+
+def _conv_model(op):
+    w = np.zeros((4, 2, 3, 3) if op == "Conv" else (2, 4, 3, 3), np.float32)
+    out = [1, 4, 6, 6] if op == "Conv" else [1, 4, 10, 10]
+    graph = helper.make_graph([helper.make_node(op, ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+                              [numpy_helper.from_array(w, "w")])
+    return graph
+
+
+def test_flops_are_counted_from_the_graph(tmp_path):
+    bundle, _ = make_bundle(str(tmp_path / "c.jetgen"), kind="cvae", latent_dim=4, n_labels=3)
+    # decoder: z (B,4) x W (4,64) and y (B,3) x V (3,64): 2 FLOPs per multiply-add
+    assert graph_flops(os.path.join(bundle, "decoder.onnx"), 10) == 2 * 10 * (4 + 3) * 64
+    shapes = {"x": (1, 2, 8, 8), "w": (4, 2, 3, 3), "y": (1, 4, 6, 6)}
+    assert node_flops(_conv_model("Conv").node[0], shapes) == 2 * (4 * 6 * 6) * 2 * 9
+    shapes = {"x": (1, 2, 8, 8), "w": (2, 4, 3, 3), "y": (1, 4, 10, 10)}
+    assert node_flops(_conv_model("ConvTranspose").node[0], shapes) == 2 * (2 * 8 * 8) * 4 * 9
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    path, _ = make_bundle(str(tmp_path_factory.mktemp("b") / "cvae.jetgen"), kind="cvae", latent_dim=4, n_labels=3)
+    path, weights = make_bundle(str(tmp_path_factory.mktemp("b") / "cvae.jetgen"), kind="cvae", latent_dim=4,
+                                n_labels=3)
+    add_golden(path, weights, graphs=["decoder"])
     return path
 
 
-def test_bench_cli_on_bundle_writes_json_markdown_and_chart(bundle, tmp_path):
+def test_bench_runs_each_backend_in_its_own_process(bundle, tmp_path):
     md, chart, js = tmp_path / "b.md", tmp_path / "b.png", tmp_path / "b.json"
     result = CliRunner().invoke(main, [
-        "bench", bundle, "--backend", "torch,ort", "--batch-sizes", "1,4", "--sample-batch", "16",
-        "--complete-batch", "4", "--complete-steps", "5", "--min-time", "0", "--max-iters", "5", "--warmup", "1",
-        "--no-memory", "--md", str(md), "--chart", str(chart), "--out-json", str(js)])
+        "bench", bundle, "--backend", "torch,onnxruntime,ort", "--batch-sizes", "1,4", "--sample-batch", "16",
+        "--complete-batch", "4", "--complete-steps", "5", "--min-time", "0", "--max-iters", "40", "--warmup", "1",
+        "--threads", "1", "--no-memory", "--md", str(md), "--chart", str(chart), "--out-json", str(js)])
     assert result.exit_code == 0, result.output
     data = json.loads(js.read_text())
-    rows = [(r["task"], r["backend"], r["batch"]) for r in data["rows"]]
-    assert ("decode", "ort", 1) in rows and ("decode", "ort", 4) in rows
-    assert ("sample", "ort", 16) in rows and ("complete", "ort", 4) in rows
+    rows = dict(((r["task"], r["backend"], r["batch"]), r) for r in data["rows"])
+    assert set(rows) >= {("decode", b, n) for b in ("onnxruntime", "ort") for n in (1, 4)}
+    assert ("sample", "ort", 16) in rows and ("complete", "onnxruntime", 4) in rows
     for r in data["rows"]:
-        assert r["status"] == "ok" and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"]
+        assert r["status"] == "ok" and 0 < r["min_ms"] <= r["p50_ms"] <= r["max_ms"]
+        assert r["iterations"] >= (3 if r["task"] == "complete" else 5) and r["p99_ms"] is None  # n < 30: no p99
+    assert data["settings"]["threads"] == 1 and data["settings"]["process_per_backend"]
+    assert rows[("decode", "ort", 1)]["vs_session"] > 0  # the runtime against the bare session
+    assert data["peak"]["gflops"] > 0 and rows[("decode", "ort", 4)]["gflops"] > 0
+    assert rows[("decode", "ort", 4)]["pct_peak"] == pytest.approx(
+        100 * rows[("decode", "ort", 4)]["gflops"] / data["peak"]["gflops"])
+    quality = dict(((q["backend"], q["precision"]), q) for q in data["quality"])
+    assert quality[("ort", "fp32")]["max_abs"] < 1e-5 and quality[("ort", "fp32")]["cases"] == 2
     # no run directory behind this bundle: the torch reference is skipped with a reason, not an error
     assert any("torch reference skipped" in n for n in data["notes"])
-    assert "| decode | ort | fp32 | 1 |" in md.read_text()
+    text = md.read_text()
+    assert "| decode | ort | fp32 | 1 |" in text and "n<30" in text and "own process" in text
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "decode" in result.output and "ort" in result.output
+    assert "vs session" in result.output and "Matrix-multiply peak" in result.output
+
+
+def test_bench_trt_without_tensorrt_exits_non_zero(bundle):
+    result = CliRunner().invoke(main, ["bench", bundle, "--backend", "trt", "--batch-sizes", "1", "--tasks", "decode",
+                                       "--min-time", "0", "--max-iters", "2", "--warmup", "0", "--no-memory",
+                                       "--no-peak"])
+    assert result.exit_code == 1
+    assert "Nothing asked for could run here: trt fp32:" in result.output and "TensorRT" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_bench_measures_peak_memory_of_jetgen_sample(bundle):
     mb = bench_mod.peak_memory_mb([os.sys.executable, "-m", "jetgen.cli", "info", bundle])
     assert mb is not None and 5 < mb < 2000
-
-
-def test_bench_trt_without_tensorrt_is_a_skipped_row(bundle):
-    result = bench_mod.run_benchmark(bundle, backends=("trt",), batch_sizes=(1,), sample_batch=2, complete_batch=2,
-                                     complete_steps=1, warmup=0, min_time=0, max_iters=2, memory=False)
-    assert result["rows"] and result["rows"][0]["status"].startswith("skipped")
 
 
 def test_bench_bad_arguments_are_sentences(bundle):

@@ -1,14 +1,22 @@
-"""Benchmark a bundle (``jetgen bench``): latency and throughput of a bundle per backend and precision, against
-PyTorch eager on the same machine in the same run.
+"""Benchmark a bundle (``jetgen bench``): what a user of each backend would see, measured fairly.
 
-Tasks: ``decode`` at each batch size, ``sample`` (prior draw + decode) at the sampling batch,
-``complete`` (latent optimisation steps on masked inputs). The torch reference runs the run
-directory the bundle came from (``--run``, default the manifest's provenance) and is skipped with a
-note when torch or the run is missing (as on a Jetson without torch). Also measured: peak memory of
-a ``jetgen sample`` process and of ``import torch``, and on a Jetson GPU load and board power through
-jetson-stats when installed. Results: a table, ``--json``, ``--md FILE``, ``--chart FILE.png``.
-Python 3.6 compatible; torch, matplotlib and jtop are imported only when used.
+Protocol (benchmarks/results.md states it with every table):
+- each backend runs in its own process (jetgen.bench.worker), one after another, all with the same
+  CPU thread count (``threads``, default: the CPUs this process may use, at most 8), warm-up first;
+- backends: ``torch`` (PyTorch eager, from the run directory), ``onnxruntime`` (a bare
+  InferenceSession: the floor for the runtime's own overhead), ``ort`` and ``trt`` (jetgen's Model);
+- every timed call is kept: min, median, mean, p90, p99 (none from fewer than 30 calls), max, the
+  call count and how many calls were outliers (counted, not dropped);
+- the machine's matrix-multiply peak is measured in the same run (its own process); each decode row
+  gets its GFLOP/s (FLOPs counted from the ONNX graph) and the share of that peak;
+- quality per backend and precision: the largest error of the decoder against the bundle's fp32
+  golden outputs, and for conditional models the share of label-k samples a classifier reads as k;
+- on a Jetson, energy per item from jetson-stats' total-rail power integrated over each timed window.
+
+Tasks: ``decode`` at each batch size, ``sample`` (prior draw + decode), ``complete`` (latent
+optimisation steps on masked inputs). Python 3.6 compatible; torch only inside the torch worker.
 """
+import json
 import os
 import subprocess
 import sys
@@ -17,12 +25,15 @@ import tempfile
 import numpy as np
 
 from jetgen.bench.device_info import describe
-from jetgen.bench.power import JetsonMonitor
-from jetgen.bench.stats import ratio, summarize, time_calls
-from jetgen.bench.torch_ref import TorchReference
+from jetgen.bench.stats import ratio, summarize
 from jetgen.errors import JetgenError
 
 TASKS = ("decode", "sample", "complete")
+BACKENDS = ("torch", "onnxruntime", "ort", "trt")
+SINGLE_PRECISION = ("torch", "onnxruntime")  # they run the fp32 model / the graph file as it is
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+WORKER_TIMEOUT = 3600
+ACCURACY_PER_CLASS = 50
 
 
 def peak_memory_mb(argv):
@@ -41,138 +52,236 @@ def peak_memory_mb(argv):
     return int(kb) / 1024.0
 
 
-def _labels_for(model, n, rng):
-    if not model.conditional:
-        return None
-    return np.eye(len(model.labels), dtype=np.float32)[rng.randint(0, len(model.labels), n)]
+def worker_env(threads):
+    """This process's environment with every thread-pool size set to ``threads``."""
+    env = dict(os.environ)
+    for name in THREAD_VARIABLES:
+        env[name] = str(threads)
+    return env
 
 
-def _row(task, backend, precision, batch, samples, status="ok", extra=None):
-    row = {"task": task, "backend": backend, "precision": precision, "batch": batch, "status": status}
-    if samples:
-        row.update(summarize(samples, batch))
-    if extra:
-        row.update(extra)
-    return row
+def run_worker(spec, tmp, threads, name):
+    """Run one worker process on ``spec``; (result dict, None) or (None, the reason it failed)."""
+    spec = dict(spec, out=os.path.join(tmp, name + ".out.json"))
+    path = os.path.join(tmp, name + ".spec.json")
+    with open(path, "w") as handle:
+        json.dump(spec, handle)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "jetgen.bench.worker", path], env=worker_env(threads),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              timeout=WORKER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, "did not finish in {} s".format(WORKER_TIMEOUT)
+    if proc.returncode != 0 or not os.path.isfile(spec["out"]):
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else "exit status {}".format(proc.returncode)
+        return None, last[len("JetgenError: "):] if last.startswith("JetgenError: ") else last
+    with open(spec["out"]) as handle:
+        return json.load(handle), None
 
 
-def run_benchmark(bundle, backends=("torch", "ort"), precisions=("fp32",), batch_sizes=(1, 8, 64, 256),
-                  sample_batch=1024, complete_batch=64, complete_steps=100, complete_lr=5e-2, warmup=5,
-                  min_time=1.0, max_iters=1000, run_dir=None, threads=None, memory=True, tasks=TASKS,
-                  progress=None):
-    """Measure every (task, backend, precision, batch) and return {"machine", "bundle", "rows", "notes"}.
-
-    Raises JetgenError for a bad bundle or arguments; a backend that cannot run here (no torch,
-    no TensorRT) gives a row with status "skipped: <why>" instead of failing the benchmark.
-    """
+def _targets(bundle, z, y):
+    """Decoded images to complete: with ONNX Runtime, else TensorRT; (images, None) or (None, why not)."""
     from jetgen.runtime.model import Model
 
-    say = progress or (lambda msg: None)
-    base = Model.open(bundle)
-    manifest = base.manifest
-    rng = np.random.RandomState(0)
-    notes, rows = [], []
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise JetgenError("Unknown benchmark task {}; choose from {}.".format(unknown[0], ", ".join(TASKS)))
-
-    # inputs shared by every backend so they do the same work
-    max_b = max(list(batch_sizes) + [sample_batch, complete_batch])
-    z_all = base.prior.sample(max_b, 1.0, np.random.RandomState(1)).astype(np.float32)
-    y_all = _labels_for(base, max_b, rng)
-    targets = base.decode(z_all[:complete_batch], None if y_all is None else y_all[:complete_batch])
-    mask = np.ones_like(targets)
-    mask[:, :, targets.shape[2] // 2:, :] = 0.0  # bottom half hidden
-    z0 = np.tile(base.prior.mean(), (complete_batch, 1)).astype(np.float32)
-
-    torch_ref = None
-    if "torch" in backends:
-        run_dir = run_dir or manifest.get("provenance", {}).get("run")
+    why = None
+    for backend in ("ort", "trt"):
         try:
-            torch_ref = TorchReference(run_dir, threads) if run_dir and os.path.isdir(run_dir) else None
-            if torch_ref is None:
-                notes.append("torch reference skipped: run directory {!r} not found (pass --run)".format(run_dir))
-        except ImportError:
-            notes.append("torch reference skipped: torch is not installed here")
+            with Model.open(bundle, backend=backend) as model:
+                return model.decode(z, y), None
         except JetgenError as err:
-            notes.append("torch reference skipped: {}".format(err))
+            why = str(err)
+    return None, why
 
-    def ys(b):
-        return None if y_all is None else y_all[:b]
 
-    def measure(fn, b):
-        return time_calls(fn, warmup=warmup, min_time=min_time, max_iters=max_iters)
+def _inputs(bundle, tasks, batch_sizes, sample_batch, complete_batch, path):
+    """Write the inputs every backend gets (the same arrays) to ``path``; (Bundle's Model, notes)."""
+    from jetgen.runtime.model import Model
 
-    if torch_ref is not None:
-        say("torch eager")
-        gen = None
-        for b in batch_sizes if "decode" in tasks else ():
-            rows.append(_row("decode", "torch", "fp32", b, measure(lambda: torch_ref.decode(z_all[:b], ys(b)), b)))
-        if "sample" in tasks:
-            gen = torch_ref.torch.Generator().manual_seed(0)
-            rows.append(_row("sample", "torch", "fp32", sample_batch,
-                             measure(lambda: torch_ref.sample(sample_batch, ys(sample_batch), gen), sample_batch)))
-        if "complete" in tasks:
-            samples = time_calls(lambda: torch_ref.complete(targets, mask, ys(complete_batch), z0, manifest["model"]["prior"],
-                                                            complete_steps, complete_lr),
-                                 warmup=1, min_time=min_time, max_iters=max(3, max_iters // 100), min_iters=3)
-            rows.append(_row("complete", "torch", "fp32", complete_batch, samples,
-                             extra={"steps": complete_steps}))
+    model = Model.open(bundle)
+    notes = []
+    max_b = max(list(batch_sizes) + [sample_batch, complete_batch])
+    data = {"z": model.prior.sample(max_b, 1.0, np.random.RandomState(1))}
+    k = len(model.labels)
+    if model.conditional:
+        data["y"] = np.eye(k, dtype=np.float32)[np.random.RandomState(0).randint(0, k, max_b)]
+        data["y_acc"] = np.eye(k, dtype=np.float32)[np.repeat(np.arange(k), ACCURACY_PER_CLASS)]
+        data["labels_acc"] = np.repeat(np.arange(k), ACCURACY_PER_CLASS)
+        data["z_acc"] = model.prior.sample(len(data["y_acc"]), 1.0, np.random.RandomState(2))
+    if "complete" in tasks and model.bundle.has("latent_grad"):
+        targets, why = _targets(model.bundle, data["z"][:complete_batch],
+                                None if "y" not in data else data["y"][:complete_batch])
+        if targets is None:
+            notes.append("complete skipped: no backend here to make its targets ({})".format(why))
+        else:
+            mask = np.ones_like(targets)
+            mask[:, :, targets.shape[2] // 2:, :] = 0.0  # bottom half hidden
+            data.update(targets=targets, mask=mask,
+                        z0=np.tile(model.prior.mean(), (complete_batch, 1)).astype(np.float32))
+    np.savez(path, **data)
+    return model, notes
 
-    for backend in [b for b in backends if b != "torch"]:
-        for precision in precisions:
-            label = "{} {}".format(backend, precision)
-            say(label)
-            try:
-                model = Model.open(base.bundle, backend=backend, precision=precision,
-                                   **({"intra_op_threads": threads} if threads and backend == "ort" else {}))
-                model.decode(z_all[:1], ys(1))  # opens (or builds) the engine outside the timing
-            except JetgenError as err:
-                rows.append(_row("decode", backend, precision, None, None, status="skipped: {}".format(err)))
-                continue
-            with JetsonMonitor() as monitor:
-                for b in batch_sizes if "decode" in tasks else ():
-                    rows.append(_row("decode", backend, precision, b,
-                                     measure(lambda: model.decode(z_all[:b], ys(b)), b)))
-                if "sample" in tasks:
-                    rows.append(_row("sample", backend, precision, sample_batch,
-                                     measure(lambda: model.sample(sample_batch, ys(sample_batch), seed=0), sample_batch)))
-                if "complete" in tasks and model.bundle.has("latent_grad"):
-                    samples = time_calls(lambda: model.complete(targets, mask, labels=ys(complete_batch), steps=complete_steps,
-                                                                lr=complete_lr, init=z0),
-                                         warmup=1, min_time=min_time, max_iters=max(3, max_iters // 100), min_iters=3)
-                    rows.append(_row("complete", backend, precision, complete_batch, samples,
-                                     extra={"steps": complete_steps}))
-            jetson = monitor.result()
-            if monitor.available:
-                for row in rows:
-                    if row["backend"] == backend and row["precision"] == precision:
-                        row.update(jetson)
 
-    # ratios against torch at the same task and batch
-    reference = dict(((r["task"], r["batch"]), r.get("p50_ms")) for r in rows if r["backend"] == "torch")
+def _derive(rows, peak, flops_at):
+    """Ratios against torch and the bare session, GFLOP/s and share of peak, per row."""
+    def p50(backend, task, batch):
+        return next((r.get("p50_ms") for r in rows if r["backend"] == backend and r["task"] == task
+                     and r["batch"] == batch and r.get("p50_ms")), None)
     for row in rows:
-        if row["backend"] != "torch" and row.get("p50_ms"):
-            row["vs_torch"] = ratio(reference.get((row["task"], row["batch"])), row["p50_ms"])
-        if "steps" in row and row.get("p50_ms"):
+        if not row.get("p50_ms"):
+            continue
+        if row["backend"] != "torch":
+            row["vs_torch"] = ratio(p50("torch", row["task"], row["batch"]), row["p50_ms"])
+        if row["backend"] in ("ort", "trt"):
+            session = p50("onnxruntime", row["task"], row["batch"])
+            row["vs_session"] = row["p50_ms"] / session if session else None
+        if row["task"] == "decode":
+            flops = flops_at(row["batch"])
+            if flops:
+                row["gflops"] = flops / (row["p50_ms"] / 1e3) / 1e9
+                row["pct_peak"] = 100.0 * row["gflops"] / peak["gflops"] if peak else None
+        if row["task"] == "complete" and row.get("steps"):
             row["steps_per_s"] = row["steps"] / (row["p50_ms"] / 1e3)
-        if row.get("unstable"):
-            notes.append("unstable timing for {} {} {} batch {}: spread {:.0%} of the mean; close other programs "
-                         "and rerun".format(row["task"], row["backend"], row["precision"], row["batch"], row["cv"]))
 
-    result = {"machine": describe(), "bundle": os.path.abspath(base.bundle.path),
+
+def _measure_backends(plan, base_spec, tmp, threads, say, conditional):
+    """Run each (backend, precision) worker in turn: rows, quality, sample files for accuracy, notes."""
+    rows, quality, samples, notes = [], [], {}, []
+    for backend, precision in plan:
+        tag = "{}-{}".format(backend, precision)
+        say(tag)
+        spec = dict(base_spec, kind="backend", backend=backend, precision=precision,
+                    samples_out=os.path.join(tmp, tag + ".samples.npy") if conditional else None)
+        result, why = run_worker(spec, tmp, threads, tag)
+        if result is None:
+            rows.append({"task": "-", "backend": backend, "precision": precision, "batch": None,
+                         "status": "skipped: {}".format(why)})
+            continue
+        for raw in result["rows"]:
+            row = {"task": raw["task"], "backend": backend, "precision": precision, "batch": raw["batch"],
+                   "status": "ok", "providers": result["providers"]}
+            row.update(summarize(raw["samples"], raw["batch"]))
+            for key in ("steps", "mj_per_item", "power_rail"):
+                if raw.get(key) is not None:
+                    row[key] = raw[key]
+            rows.append(row)
+        quality.append(dict(result["quality"], backend=backend, precision=precision,
+                            engine=result.get("engine")))
+        if spec["samples_out"] and os.path.isfile(spec["samples_out"]):
+            samples[tag] = spec["samples_out"]
+    return rows, quality, samples, notes
+
+
+def _plan(backends, precisions, order):
+    plan = []
+    for backend in backends:
+        for precision in (["fp32"] if backend in SINGLE_PRECISION else precisions):
+            plan.append((backend, precision))
+    return list(reversed(plan)) if order == "reverse" else plan
+
+
+def run_benchmark(bundle, backends=("torch", "onnxruntime", "ort"), precisions=("fp32",),
+                  batch_sizes=(1, 8, 64, 256), sample_batch=1024, complete_batch=64, complete_steps=100,
+                  complete_lr=5e-2, warmup=5, min_time=1.0, max_iters=5000, run_dir=None, threads=None,
+                  memory=True, tasks=TASKS, progress=None, complete_min_time=None, peak=True, accuracy=True,
+                  order="forward"):
+    """Measure every (task, backend, precision, batch) as the module docstring says; return a dict with
+    machine, settings, peak, rows, quality, notes, memory and load.
+
+    A backend that cannot run here (no torch, no TensorRT) gives a row "skipped: <why>". Raises
+    JetgenError for a bad bundle or arguments, and when nothing asked for could run.
+    """
+    from jetgen.bench.flops import graph_flops
+    from jetgen.runtime.backends.ort import default_threads
+
+    say = progress or (lambda msg: None)
+    for value, allowed, what in ((tasks, TASKS, "task"), (backends, BACKENDS, "backend")):
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            raise JetgenError("Unknown benchmark {} {}; choose from {}.".format(what, unknown[0], ", ".join(allowed)))
+    threads = int(threads or default_threads())
+    load_before = _load()
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = os.path.join(tmp, "inputs.npz")
+        base, notes = _inputs(bundle, tasks, batch_sizes, sample_batch, complete_batch, inputs)
+        manifest = base.manifest
+        run_dir = run_dir or (manifest.get("provenance") or {}).get("run")
+        if "torch" in backends and not (run_dir and os.path.isfile(os.path.join(str(run_dir), "config.json"))):
+            notes.append("torch reference skipped: no run directory at {!r} (pass --run)".format(run_dir))
+            backends = [b for b in backends if b != "torch"]
+        base_spec = {"bundle": base.bundle.path, "run_dir": run_dir, "threads": threads, "inputs": inputs,
+                     "tasks": list(tasks), "batch_sizes": list(batch_sizes), "sample_batch": sample_batch,
+                     "complete_batch": complete_batch, "complete_steps": complete_steps, "complete_lr": complete_lr,
+                     "warmup": warmup, "min_time": min_time, "max_iters": max_iters,
+                     "complete_min_time": min_time if complete_min_time is None else complete_min_time}
+        peak_result = None
+        if peak:
+            say("matrix-multiply peak")
+            peak_result, why = run_worker({"kind": "peak", "min_time": max(min_time, 0.5), "threads": threads}, tmp,
+                                         threads, "peak")
+            if peak_result is None:
+                notes.append("matrix-multiply peak not measured: {}".format(why))
+        rows, quality, samples, more = _measure_backends(_plan(backends, precisions, order), base_spec, tmp, threads,
+                                                        say, base.conditional)
+        notes += more
+        if accuracy and samples and "torch" in backends:
+            say("conditional accuracy")
+            np.save(os.path.join(tmp, "labels.npy"), np.load(inputs)["labels_acc"], allow_pickle=False)
+            acc, why = run_worker({"kind": "accuracy", "run_dir": run_dir, "samples": samples,
+                                   "labels": os.path.join(tmp, "labels.npy")}, tmp, threads, "accuracy")
+            _attach_accuracy(quality, acc, why, notes)
+    measured = [r for r in rows if r["status"] == "ok"]
+    if not measured:
+        raise JetgenError("Nothing asked for could run here: {}.".format("; ".join(
+            "{} {}: {}".format(r["backend"], r["precision"], r["status"][len("skipped: "):]) for r in rows)
+            or "no backend was given"))
+    decoder = base.bundle.graph_path("decoder")
+    flops_cache = {}
+    _derive(rows, peak_result, lambda b: flops_cache.setdefault(b, graph_flops(decoder, b)))
+    if not any(r.get("gflops") for r in rows if r["task"] == "decode"):
+        notes.append("GFLOP/s not computed: the onnx package is needed to count a graph's FLOPs")
+    for r in measured:
+        if r.get("unstable"):
+            notes.append("unstable timing for {} {} {} batch {}: spread {:.0%} of the mean (this machine's load "
+                         "was {} before the run)".format(r["task"], r["backend"], r["precision"], r["batch"], r["cv"],
+                                                         load_before))
+    result = {"machine": describe(), "bundle": base.bundle.path,
               "model": {"kind": base.kind, "arch": manifest["model"].get("arch"), "latent_dim": base.latent_dim},
-              "settings": {"warmup": warmup, "min_time_s": min_time, "max_iters": max_iters,
-                           "complete_steps": complete_steps, "complete_lr": complete_lr, "threads": threads},
-              "rows": rows, "notes": notes, "memory": {}}
+              "settings": {"threads": threads, "warmup": warmup, "min_time_s": min_time, "max_iters": max_iters,
+                           "complete_steps": complete_steps, "complete_lr": complete_lr, "order": order,
+                           "process_per_backend": True},
+              "peak": peak_result, "rows": rows, "quality": quality, "notes": notes, "memory": {},
+              "load": {"before": load_before, "after": _load()}}
     if memory:
         say("peak memory")
-        with tempfile.TemporaryDirectory() as tmp:
-            result["memory"]["jetgen_sample_mb"] = peak_memory_mb(
-                [sys.executable, "-m", "jetgen.cli", "sample", base.bundle.path, "--n", "64", "--seed", "0",
-                 "--out", os.path.join(tmp, "x.npy")] + (["--labels", "all"] if base.conditional else []))
-        if torch_ref is not None:
-            result["memory"]["import_torch_mb"] = peak_memory_mb([sys.executable, "-c", "import torch"])
+        result["memory"] = _memory(base, "torch" in backends)
     return result
 
 
+def _attach_accuracy(quality, acc, why, notes):
+    if acc is None:
+        notes.append("conditional accuracy not measured: {}".format(why))
+        return
+    for q in quality:
+        q["accuracy"] = acc["accuracy"].get("{}-{}".format(q["backend"], q["precision"]))
+    notes.append("conditional accuracy: {} samples per label classified by a logistic regression trained on the "
+                 "run's training images ({:.1%} on real test images)".format(ACCURACY_PER_CLASS,
+                                                                             acc["classifier_test_accuracy"]))
+
+
+def _load():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _memory(base, with_torch):
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out["jetgen_sample_mb"] = peak_memory_mb(
+            [sys.executable, "-m", "jetgen.cli", "sample", base.bundle.path, "--n", "64", "--seed", "0",
+             "--out", os.path.join(tmp, "x.npy")] + (["--labels", "all"] if base.conditional else []))
+    if with_torch:
+        out["import_torch_mb"] = peak_memory_mb([sys.executable, "-c", "import torch"])
+    return out

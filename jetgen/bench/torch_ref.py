@@ -23,15 +23,19 @@ class TorchReference(object):
 
     def decode(self, z, y=None):
         with self.torch.inference_mode():
-            return self.model.decode(self.torch.from_numpy(z), self._y(y)).numpy()
+            return self.model.decode(self.torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),
+                                     self._y(y)).numpy()
 
     def sample(self, n, y=None, generator=None):
         with self.torch.inference_mode():
             z = self.model.prior_sample(n, generator=generator)
             return self.model.decode(z, self._y(y)).numpy()
 
-    def complete(self, x, mask, y, z0, prior, steps, lr):
-        """The runtime's loop written with torch autograd: Adam on z, masked NLL + gaussian prior term."""
+    def complete(self, x, mask, y, z0, prior, steps, lr, tol=None, window=10):
+        """The runtime's loop (jetgen.runtime.model.Model.complete) written with torch autograd: Adam on z,
+        masked NLL + gaussian prior term, the best objective per example kept, and with ``tol`` the
+        same per-example stopping rule (a stopped example is no longer evaluated or moved).
+        Returns (best z as float32 numpy, steps run)."""
         torch = self.torch
         target, m = torch.from_numpy(x), torch.from_numpy(mask)
         yt = self._y(y)
@@ -39,11 +43,33 @@ class TorchReference(object):
         opt = torch.optim.Adam([z], lr=lr)
         mean = torch.tensor(np.asarray(prior["params"].get("mean", 0.0), dtype=np.float32))
         std = torch.tensor(np.asarray(prior["params"].get("std", 1.0), dtype=np.float32))
-        for _ in range(steps):
+        n = len(x)
+        active = torch.ones(n, dtype=torch.bool)
+        best, best_z = torch.full((n,), float("inf")), z.detach().clone()
+        history = []
+        for step in range(steps + 1):
+            rows = torch.nonzero(active).flatten()
             opt.zero_grad()
-            loss = self.model.nll(self.model.decode_logits(z, yt), target, m)
+            zr = z[rows]
+            obj = self.model.nll(self.model.decode_logits(zr, None if yt is None else yt[rows]), target[rows], m[rows])
             if prior["family"] == "gaussian":
-                loss = loss + 0.5 * (((z - mean) / std) ** 2).sum(1)
-            loss.sum().backward()
+                obj = obj + 0.5 * (((zr - mean) / std) ** 2).sum(1)
+            current = history[-1].clone() if history else torch.zeros(n)
+            current[rows] = obj.detach()
+            history.append(current)
+            better = obj.detach() < best[rows]
+            best[rows[better]], best_z[rows[better]] = obj.detach()[better], zr.detach()[better]
+            if step == steps:
+                break
+            if tol is not None and step >= window:
+                before = history[step - window][rows]
+                done = (before - obj.detach()) <= tol * before.abs().clamp_min(1e-12)
+                active[rows[done]] = False
+                if not bool(active.any()):
+                    break
+            obj.sum().backward()
+            frozen = z.detach()[~active].clone()
             opt.step()
-        return z.detach().numpy()
+            with torch.no_grad():
+                z[~active] = frozen  # Adam's momentum would move a stopped example
+        return best_z.numpy().astype(np.float32), len(history) - 1

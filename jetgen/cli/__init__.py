@@ -27,6 +27,7 @@ COMMANDS = {
     "bench": ("jetgen.cli.bench:bench", "Benchmark a bundle's backends against PyTorch eager."),
     "serve": ("jetgen.cli.serve:serve", "Serve bundles on a web page: sample, explore, draw and complete."),
     "doctor": ("jetgen.cli.doctor:doctor", "Show what this machine is, what jetgen can do here, what to install."),
+    "verify": ("jetgen.cli.verify:verify", "Check a bundle's graphs here against its golden vectors."),
 }
 
 

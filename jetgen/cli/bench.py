@@ -28,22 +28,15 @@ def _csv_ints(text, what):
 
 
 def format_table(result):
-    """A plain-text table, one row per measurement, Ultralytics style."""
-    header = ["task", "backend", "prec", "batch", "mean ms", "p50 ms", "p90 ms", "p99 ms", "std ms", "items/s",
-              "vs torch", "status"]
-    rows = []
-    for r in result["rows"]:
-        vs = r.get("vs_torch")
-        rows.append([r["task"], r["backend"], r["precision"], cell(r.get("batch")), cell(r.get("mean_ms")),
-                      cell(r.get("p50_ms")), cell(r.get("p90_ms")), cell(r.get("p99_ms")), cell(r.get("std_ms")),
-                      cell(r.get("throughput")), "{:.2f}x".format(vs) if vs else "-", r["status"]])
-    return table(header, rows)
+    """A plain-text table, one row per measurement (the columns of jetgen.bench.report)."""
+    return table(report.COLUMNS, [report.row_cells(result, r) for r in result["rows"]])
 
 
 @click.command("bench")
 @click.argument("bundle", type=click.Path())
-@click.option("--backend", "backends", default="torch,ort", show_default=True,
-              help="Comma-separated: torch (eager reference), ort, trt.")
+@click.option("--backend", "backends", default="torch,onnxruntime,ort", show_default=True,
+              help="Comma-separated: torch (eager reference), onnxruntime (a bare ONNX Runtime session), "
+                   "ort and trt (jetgen's runtime). Each runs in its own process.")
 @click.option("--precision", "precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, int8.")
 @click.option("--batch-sizes", default="1,8,64,256", show_default=True, help="Decode batch sizes.")
 @click.option("--sample-batch", default=1024, show_default=True, type=int, help="Batch for the sample task.")
@@ -52,18 +45,27 @@ def format_table(result):
 @click.option("--tasks", default=",".join(run.TASKS), show_default=True)
 @click.option("--warmup", default=5, show_default=True, type=int)
 @click.option("--min-time", default=1.0, show_default=True, type=float, help="Seconds of timed calls per measurement.")
-@click.option("--max-iters", default=1000, show_default=True, type=int)
+@click.option("--max-iters", default=5000, show_default=True, type=int)
+@click.option("--complete-min-time", default=None, type=float,
+              help="Seconds of timed complete calls (default: --min-time).")
+@click.option("--order", type=click.Choice(("forward", "reverse")), default="forward", show_default=True,
+              help="Order the backend processes run in (repeats alternate it).")
+@click.option("--no-peak", is_flag=True, help="Skip the matrix-multiply peak measurement.")
 @click.option("--run", "run_dir", default=None, help="Run directory for the torch reference (default: the bundle's provenance).")
-@click.option("--threads", default=None, type=int, help="CPU threads for torch and ONNX Runtime (default: their own).")
+@click.option("--threads", default=None, type=click.IntRange(1, 256),
+              help="CPU threads for every backend (default: the CPUs this process may use, at most 8).")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--md", "md_path", default=None, help="Write a markdown results file.")
 @click.option("--chart", "chart_path", default=None, help="Write a PNG chart of latency against batch.")
 @click.option("--out-json", "json_path", default=None, help="Write the JSON results to a file.")
 def bench(bundle, backends, precisions, batch_sizes, sample_batch, complete_batch, complete_steps, tasks, warmup,
-          min_time, max_iters, run_dir, threads, no_memory, as_json, md_path, chart_path, json_path):
-    """Benchmark BUNDLE: latency, throughput and memory per backend against PyTorch eager."""
-    backend_list = _csv_choices(backends, ("torch",) + tuple(runtime_backends.names()), "backend")
+          min_time, max_iters, complete_min_time, order, no_peak, run_dir, threads, no_memory, as_json, md_path,
+          chart_path, json_path):
+    """Benchmark BUNDLE: latency, throughput, quality and memory per backend, each in its own process.
+
+    Exits non-zero when nothing asked for could run here (e.g. --backend trt without TensorRT)."""
+    backend_list = _csv_choices(backends, ("torch", "onnxruntime") + tuple(runtime_backends.names()), "backend")
     precision_list = _csv_choices(precisions, PRECISIONS, "precision")
     if min(sample_batch, complete_batch, complete_steps, max_iters) < 1 or warmup < 0 or min_time < 0:
         raise JetgenError("Batch sizes, steps and iteration counts must be positive.")
@@ -71,7 +73,8 @@ def bench(bundle, backends, precisions, batch_sizes, sample_batch, complete_batc
     result = run.run_benchmark(bundle, backend_list, precision_list, _csv_ints(batch_sizes, "--batch-sizes"),
                            sample_batch, complete_batch, complete_steps, warmup=warmup, min_time=min_time,
                            max_iters=max_iters, run_dir=run_dir, threads=threads, memory=not no_memory,
-                           tasks=[t.strip() for t in tasks.split(",") if t.strip()], progress=progress)
+                           tasks=[t.strip() for t in tasks.split(",") if t.strip()], progress=progress,
+                           complete_min_time=complete_min_time, peak=not no_peak, order=order)
     if json_path:
         atomic_write_json(json_path, result)
     if md_path:
@@ -81,6 +84,8 @@ def bench(bundle, backends, precisions, batch_sizes, sample_batch, complete_batc
     if as_json:
         emit_json(result)
         return
+    for line in report.protocol_lines(result):
+        click.echo(line)
     click.echo(format_table(result))
     mem = result["memory"]
     if mem:

@@ -5,7 +5,10 @@
     decoder   fp16       engines/decoder-fp16-3f2a9c0d1e4b.engine  1.2 MB   41.3     built (no engine built yet: rebuilding)
     encoder   fp16       engines/encoder-fp16-7c01d2e3f4a5.engine  1.1 MB   -        cached (reused)
 
-Without TensorRT it exits non-zero with a sentence saying where TensorRT comes from.
+Each engine is then run on the bundle's golden vectors (jetgen.runtime.verify, the check of ``jetgen
+verify``); an engine whose outputs are beyond its precision's tolerance is deleted, and the command
+exits non-zero naming the graph and the error. Without TensorRT it exits non-zero with a sentence
+saying where TensorRT comes from.
 Python 3.6 compatible; tensorrt and the CUDA bindings are imported only when the command runs.
 """
 import os
@@ -29,8 +32,40 @@ def format_table(rows):
             status = "{} ({})".format(status, row["reason"])
         seconds = row.get("build_seconds")
         lines.append((row["graph"], row.get("precision") or "-", row.get("engine_file") or "-",
-                      human_size(row.get("bytes")), "-" if seconds is None else "{:.1f}".format(seconds), status))
-    return table(("graph", "precision", "engine", "size", "build s", "status"), lines)
+                      human_size(row.get("bytes")), "-" if seconds is None else "{:.1f}".format(seconds), status,
+                      row.get("verified") or "-"))
+    return table(("graph", "precision", "engine", "size", "build s", "status", "golden check"), lines)
+
+
+def verify_engine(opened, name, result, workspace_mb):
+    """Run the engine just built or reused on graph ``name``'s golden vectors. Returns (summary for the
+    table, failure sentence or None); a failing engine and its sidecar are deleted."""
+    from jetgen.runtime.backends.trt.engine_cache import sidecar_path
+    from jetgen.runtime.backends.trt.session import TrtSession
+    from jetgen.runtime.feeds import run_in_chunks
+    from jetgen.runtime.verify import failure_sentence, session_precision, verify_graph
+
+    graph = opened.graph(name)
+    if not graph.get("golden"):
+        return "no golden vectors", None
+    session = TrtSession(opened.graph_path(name), graph, opened.path, precision=result["precision"],
+                         workspace_mb=workspace_mb)
+    try:
+        precision = session_precision(session, graph)
+        batch = graph["batch"]
+        rows = verify_graph(lambda feeds: run_in_chunks(session.run, feeds, batch["min"], batch["max"]),
+                            opened, name, precision)
+    finally:
+        session.close()
+    problem = failure_sentence(rows)
+    worst = max(rows, key=lambda r: r["max_rel"])
+    summary = "{} ({} outputs, worst rel {:.1e})".format("ok" if problem is None else "FAILED", len(rows),
+                                                        worst["max_rel"])
+    if problem is not None:
+        for path in (result["engine"], sidecar_path(result["engine"])):
+            if os.path.exists(path):
+                os.unlink(path)
+    return summary, problem
 
 
 @click.command("build")
@@ -43,7 +78,8 @@ def format_table(rows):
               help="Builder workspace cap in MB (default: the target table's value for this GPU).")
 @click.option("--force", is_flag=True, help="Rebuild even when a cached engine fits.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def build(bundle, precision, which, workspace_mb, force, as_json):
+@click.pass_context
+def build(ctx, bundle, precision, which, workspace_mb, force, as_json):
     """Build TensorRT engines for BUNDLE's graphs on this device (cached in BUNDLE/engines)."""
     from jetgen.runtime.backends.trt import cuda_mem, api as trt_api, build as trt_build, engine_cache
 
@@ -67,16 +103,24 @@ def build(bundle, precision, which, workspace_mb, force, as_json):
                                          workspace_mb=workspace_mb, force=force)
         result.pop("engine_bytes", None)
         result["engine_file"] = os.path.relpath(result["engine"], bundle)
+        result["verified"], result["problem"] = verify_engine(opened, name, result, workspace_mb)
+        if result["problem"]:
+            result["status"] = "deleted"
         rows.append(result)
 
     # leftovers of interrupted builds (temporaries, engines without a sidecar) go; built engines stay
     engine_cache.cleanup_engines(bundle)
+    problems = ["{} ({}: {})".format(r["problem"], r["precision"], r["engine_file"]) for r in rows if r["problem"]]
     if as_json:
         emit_json({"tensorrt": trt_api.format_version(trt.__version__), "gpu": device["name"],
                    "sm": device["sm"], "engines": rows})
-        return
+        ctx.exit(1 if problems else 0)
     click.echo("TensorRT {} on {} (sm_{})".format(trt_api.format_version(trt.__version__), device["name"],
                                                   str(device["sm"]).replace(".", "")))
     click.echo(format_table(rows))
     for row in rows:
         click.echo("{}: {} ({})".format(row["graph"], row["precision"], row["precision_reason"]))
+    if problems:
+        raise JetgenError("Deleted {} engine(s) that failed the golden check: {}. Build again with a safer "
+                          "precision (--precision fp32) or check the bundle (jetgen check).".format(
+                              len(problems), "; ".join(problems)))

@@ -61,11 +61,14 @@ def graph_table(info):
     rows = []
     for name, g in info["graphs"].items():
         batch, parity = g["batch"] or {}, g["parity"] or {}
+        needs = g.get("requires") or {}
         rows.append((name, g["file"], human_size(g["bytes"]), g["opset"], g["precision"],
                      "{}..{}".format(batch.get("min"), batch.get("max")),
                      "{} / {}".format(_sci(parity.get("max_abs")), _sci(parity.get("max_rel"))),
+                     "{} / {}".format(needs.get("onnxruntime") or "?", needs.get("tensorrt") or "?"),
                      "sha256 ok" if g["check"] == "ok" else "PROBLEM: " + g["check"]))
-    return table(("graph", "file", "size", "opset", "precision", "batch", "parity abs / rel", "check"), rows)
+    return table(("graph", "file", "size", "opset", "precision", "batch", "parity abs / rel", "needs ORT / TRT",
+                  "check"), rows)
 
 
 def quality_table(quality):

@@ -105,11 +105,13 @@ def load_onnx(path):
 
 
 def check_graph(model, target_row, graph="model", precision="fp32", batch=None,
-                batch_required=False, calib=None):
+                batch_required=False, calib=None, reexport=None):
     """Check one ONNX ``model`` (ModelProto) for ``target_row`` (jetgen.runtime.targets.get_target).
 
     ``batch`` is {"min", "opt", "max"} or None; with a dynamic batch axis and no range, it is an
     error when ``batch_required`` (bundles) and otherwise a warning assuming DEFAULT_BATCH.
+    ``reexport`` is the command that re-exports a jetgen bundle (its fixes name it instead of
+    torch.onnx.export).
     Returns (findings, memory) where memory is this graph's {"weights_bytes", "activation_bytes",
     "batch", "unknown_tensors"}.
     """
@@ -129,7 +131,8 @@ def check_graph(model, target_row, graph="model", precision="fp32", batch=None,
             str(err).splitlines()[0] if str(err) else type(err).__name__),
             "re-export the model; TensorRT may reject it too")
 
-    opset = _check_opset(model, target_row, add)
+    opset = _check_opset(model, target_row, add, reexport)
+    _report_requirements(model, opset, add)
     constants = _constant_names(model.graph)
     _check_ops(model.graph, key, trt_name, constants, target_row, opset, precision, add)
 
@@ -147,7 +150,16 @@ def check_graph(model, target_row, graph="model", precision="fp32", batch=None,
 
 # -- the individual checks ----------------------------------------------------------------------
 
-def _check_opset(model, row, add):
+def _report_requirements(model, opset, add):
+    """An info row: the oldest ONNX Runtime and TensorRT that load this graph (jetgen.spec's table)."""
+    needs = spec.runtime_requirements(opset or 1, model.ir_version)
+    add("info", "runtime versions", "needs ONNX Runtime >= {} and TensorRT >= {} (opset {}, IR version {})".format(
+        needs["onnxruntime"] or "(newer than the table)", needs["tensorrt"] or "(newer than the table)", opset,
+        model.ir_version) + "".join("; " + note for note in needs["notes"]),
+        "from the table in jetgen/spec.py; the runtime refuses older versions before loading")
+
+
+def _check_opset(model, row, add, reexport=None):
     opset = None
     for imp in model.opset_import:
         if imp.domain in trt_support.DEFAULT_DOMAINS:
@@ -157,12 +169,12 @@ def _check_opset(model, row, add):
             "re-export with an explicit opset")
         return 0
     if not row["opset_min"] <= opset <= row["opset_max"]:
+        wanted = min(max(opset, row["opset_min"]), row["opset_max"])
         add("error", "opset {}".format(opset),
             "opset {} is outside {}..{} accepted by the TensorRT {} ONNX parser on {}".format(
                 opset, row["opset_min"], row["opset_max"], row["tensorrt"], row["name"]),
-            "re-export with opset {} (torch.onnx.export(..., opset_version={}))".format(
-                min(max(opset, row["opset_min"]), row["opset_max"]),
-                min(max(opset, row["opset_min"]), row["opset_max"])))
+            "re-export for this board: {} (opset {})".format(reexport, wanted) if reexport else
+            "re-export with opset {} (torch.onnx.export(..., opset_version={}))".format(wanted, wanted))
     return opset
 
 
@@ -526,15 +538,23 @@ def _human(n):
 
 # -- bundles ------------------------------------------------------------------------------------
 
+def _reexport_command(manifest, target):
+    """`jetgen export RUN --target T`, with the run directory the bundle records when it is a plain string."""
+    run = (manifest.get("provenance") or {}).get("run") if isinstance(manifest.get("provenance"), dict) else None
+    ok = isinstance(run, str) and 0 < len(run) <= 200 and all(c.isprintable() and not c.isspace() for c in run)
+    return "jetgen export {} --target {}".format(run if ok else "RUN", target)
+
+
 def _check_bundle(bundle_dir, row, precision, max_batch):
     manifest = spec.read_manifest(bundle_dir, full=False)
     findings, memories = [], {}
     exported_for = (manifest.get("target") or {}).get("name") if isinstance(manifest.get("target"), dict) else None
+    reexport = _reexport_command(manifest, row["name"])
     if exported_for and exported_for != row["name"]:
         findings.append(finding("warning", "manifest", "target",
                                 "the bundle was exported for {}, checked here for {}".format(
                                     exported_for, row["name"]),
-                                "re-export with --target {} if you deploy there".format(row["name"])))
+                                "{} if you deploy there".format(reexport)))
     for name, entry in sorted(manifest["graphs"].items()):
         fname = entry["file"]  # a plain name inside the bundle (jetgen.spec checked it)
         path = spec.inside(bundle_dir, fname, "graph {!r}".format(name))
@@ -557,7 +577,7 @@ def _check_bundle(bundle_dir, row, precision, max_batch):
             batch = {"min": min(lo, max_batch), "opt": min(batch["opt"] if batch else max_batch, max_batch),
                      "max": max_batch}
         model = load_onnx(path)
-        graph_findings, mem = check_graph(model, row, name, prec, batch, batch_required=True)
+        graph_findings, mem = check_graph(model, row, name, prec, batch, batch_required=True, reexport=reexport)
         declared = entry.get("opset")
         actual = [i.version for i in model.opset_import if i.domain in trt_support.DEFAULT_DOMAINS]
         if declared is not None and actual and declared != actual[0]:

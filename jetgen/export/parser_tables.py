@@ -95,7 +95,12 @@ CONSTANT_INPUTS = {
     "8.2": dict(_CONST_INPUTS_8X, ConvTranspose=[(1, "W")], TopK=[(1, "K")]),
     "8.5": dict(_CONST_INPUTS_8X, TopK=[(1, "K")]),
     "8.6": dict(_CONST_INPUTS_8X),  # 8.6 EA changelog: TopK with dynamic K
+    # Squeeze/Unsqueeze axes, Pad axes and Dropout training_mode ("is_training") from the TensorRT 10.1
+    # operators.md restrictions (FACTS.md); Pad takes tensor axes from 10.4 on, so 10.3 still needs them
+    # constant. Slice takes tensor axes from 10.3 (no entry).
     "10.3": {
+        "Squeeze": [(1, "axes")], "Unsqueeze": [(1, "axes")], "Pad": [(3, "axes")],
+        "Dropout": [(2, "training_mode (is_training)")],
         "ReduceL1": [(1, "axes")], "ReduceL2": [(1, "axes")], "ReduceLogSum": [(1, "axes")],
         "ReduceLogSumExp": [(1, "axes")], "ReduceMax": [(1, "axes")], "ReduceMean": [(1, "axes")],
         "ReduceMin": [(1, "axes")], "ReduceProd": [(1, "axes")], "ReduceSum": [(1, "axes")],

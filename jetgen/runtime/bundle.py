@@ -11,7 +11,7 @@ import json
 import os
 
 from jetgen import spec
-from jetgen.runtime import backends
+from jetgen.runtime import backends, requirements
 from jetgen.digest import sha256_file
 from jetgen.errors import JetgenError
 
@@ -147,15 +147,19 @@ def describe(path):
     graphs = {}
     for name in bundle.graph_names():
         entry = bundle.graph(name)
+        requires = None
         try:
-            status = backends.probe(bundle.check_graph_file(name)) or "ok"
+            path = bundle.check_graph_file(name)
+            requires = requirements.graph_requirements(path, entry)
+            status = backends.probe(path) or "ok"
         except JetgenError as err:
             status = str(err)
         if status.startswith("not loaded"):  # no backend here to load it with: the hash is all we can check
             status = "ok"
         graphs[name] = {"file": entry["file"], "bytes": entry["bytes"], "opset": entry.get("opset"),
                         "precision": entry.get("precision"), "batch": entry.get("batch"),
-                        "parity": entry.get("parity"), "sha256": entry["sha256"], "check": status}
+                        "parity": entry.get("parity"), "sha256": entry["sha256"], "check": status,
+                        "requires": requires, "golden": len(entry.get("golden") or [])}
     return {
         "bundle": bundle.path, "name": man.get("name"), "created": man.get("created"),
         "format_version": man["format_version"], "kind": model["kind"], "arch": model.get("arch"),

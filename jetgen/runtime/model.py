@@ -8,6 +8,8 @@ Sessions open lazily, one per graph, through ``jetgen.runtime.backends.open_sess
 larger than a graph's ``batch.max`` run in chunks. Every problem a caller can cause raises
 ``JetgenError`` with a sentence. numpy only (the backend imports its own runtime). Python 3.6+.
 """
+import math
+
 import numpy as np
 
 from jetgen.errors import JetgenError
@@ -18,7 +20,12 @@ from jetgen.runtime.optim import Adam
 from jetgen.runtime.priors import make_rng, prior_from_manifest
 from jetgen.spec import PRECISIONS
 INITS = ("prior_mean", "encoder", "random")
+# complete()'s default stopping rule: at most COMPLETE_STEPS Adam steps; an example stops when its
+# objective improved by less than COMPLETE_TOL (relative) over the last 10 steps.
+COMPLETE_STEPS = 100
+COMPLETE_TOL = None
 RANGE_SLACK = 1e-4  # inputs a hair outside the output range (rounding in a file) are accepted
+SMALL = 256  # arrays up to this size are checked as Python lists (cheaper than a numpy reduction's overhead)
 
 
 class Completion(object):
@@ -56,6 +63,21 @@ def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _all_finite(arr):
+    """True when ``arr`` holds no NaN or infinity. A batch-1 input is a handful of values, and a numpy
+    reduction costs microseconds of fixed overhead; up to SMALL values the check runs on a list."""
+    if arr.size <= SMALL:
+        return all(map(math.isfinite, arr.ravel().tolist()))
+    return bool(np.isfinite(arr).all())
+
+
+def _in_unit_interval(arr):
+    """True when every value lies in [0, 1] (NaN does not)."""
+    if arr.size <= SMALL:
+        return all(0.0 <= v <= 1.0 for v in arr.ravel().tolist())
+    return bool(0 <= arr.min() and arr.max() <= 1)
+
+
 def _float_array(value, what):
     if isinstance(value, np.ndarray) and value.dtype in (np.float32, np.float64):
         arr = value  # no copy on the hot path (decode of a float32 batch)
@@ -64,7 +86,7 @@ def _float_array(value, what):
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
             raise JetgenError("The {} is not an array of numbers.".format(what))
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         raise JetgenError("The {} holds NaN or infinite values; give finite numbers.".format(what))
     return arr
 
@@ -96,8 +118,11 @@ class Model(object):
         self.device = device
         self.backend_options = dict(backend_options or {})
         self._sessions = {}
+        self._runners = {}  # graph -> (session.run, batch min, batch max): the hot path looks up one dict
         self._prior = prior_from_manifest(bundle.model["prior"])
         self._eye = np.eye(len(bundle.model.get("labels") or []), dtype=np.float32)
+        self._latent_dim = bundle.model["latent_dim"]
+        self._rng = None  # drawn from fresh entropy on the first unseeded sample (a RandomState is costly to seed)
 
     def __repr__(self):
         labels = self.labels
@@ -176,6 +201,7 @@ class Model(object):
         for session in self._sessions.values():
             session.close()
         self._sessions = {}
+        self._runners = {}
 
     def __enter__(self):
         return self
@@ -184,19 +210,29 @@ class Model(object):
         self.close()
         return False
 
+    def _runner(self, graph):
+        """(session.run, batch min, batch max) of ``graph``, looked up once per Model."""
+        runner = self._runners.get(graph)
+        if runner is None:
+            if not self.bundle.has(graph):
+                what = {"encoder": "an encoder", "latent_grad": "a latent_grad graph"}.get(graph, graph)
+                raise JetgenError("This bundle ({}) has no {}; re-export it with one.".format(self.kind, what))
+            batch = self.bundle.graph(graph)["batch"]
+            runner = self._runners[graph] = (self.session(graph).run, batch["min"], batch["max"])
+        return runner
+
     def run(self, graph, feeds, validate=True):
         """Run ``graph`` on float32 feeds of any batch size, in chunks that fit its batch range.
 
         The backend checks the feeds' names, shapes and batch unless ``validate`` is false, which this
         class's own methods pass because they checked their inputs already (batch-1 decode is hot)."""
-        if not self.bundle.has(graph):
-            what = {"encoder": "an encoder", "latent_grad": "a latent_grad graph"}.get(graph, graph)
-            raise JetgenError("This bundle ({}) has no {}; re-export it with one.".format(self.kind, what))
-        batch = self.bundle.graph(graph)["batch"]
-        session = self.session(graph)
-        return run_in_chunks(lambda chunk: session.run(chunk, validate=validate),
-                             dict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items()),
-                             batch["min"], batch["max"])
+        run, bmin, bmax = self._runners.get(graph) or self._runner(graph)
+        feeds = dict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feeds.items())
+        first = feeds[next(iter(feeds))] if feeds else None
+        n = first.shape[0] if first is not None and first.ndim else None
+        if n is None or (bmin <= n and (bmax is None or n <= bmax)):  # the hot path: one call, no chunking
+            return run(feeds, validate)  # (n None: no inputs or a scalar, which the session's check names)
+        return run_in_chunks(lambda chunk: run(chunk, validate), feeds, bmin, bmax)
 
     # -- argument checking -----------------------------------------------------------------------
     def label_matrix(self, labels, n):
@@ -263,12 +299,28 @@ class Model(object):
 
     def _latents(self, z):
         arr = _float_array(z, "latent")
+        if arr.ndim == 2 and arr.shape[1] == self._latent_dim:  # the usual (n, D) batch
+            return arr
         if arr.ndim == 1:
             arr = arr[None]
         if arr.ndim != 2 or arr.shape[1] != self.latent_dim:
             raise JetgenError("Latents must have {} values each (shape (n, {})), not shape {}.".format(
                 self.latent_dim, self.latent_dim, tuple(np.shape(z))))
         return arr
+
+    def _label_rows(self, labels, n):
+        """(n, K) float32 one-hot rows, or None for an unconditional model: ``label_matrix`` without
+        the integer labels, with the two common forms (one int, float32 one-hot rows) checked directly."""
+        if self.conditional and labels is not None:
+            if _is_int(labels) and 0 <= labels < len(self._eye):
+                row = self._eye[labels:labels + 1]
+                return row if n == 1 else np.repeat(row, n, axis=0)
+            if (isinstance(labels, np.ndarray) and labels.dtype == np.float32 and labels.ndim == 2
+                    and labels.shape == (n, len(self._eye))):
+                if not _in_unit_interval(labels):
+                    raise JetgenError("One-hot labels must lie in [0, 1].")
+                return labels
+        return self.label_matrix(labels, n)[0]
 
     def _inputs(self, x, what="input"):
         arr = _float_array(x, what)
@@ -305,25 +357,39 @@ class Model(object):
     def decode(self, z, labels=None):
         """Decode latents (n, D) (or one (D,)) to outputs (n, C, H, W) float32."""
         z = self._latents(z)
-        y, _ = self.label_matrix(labels, len(z))
-        feeds = {"z": z}
-        if y is not None:
-            feeds["y"] = y
-        return self.run("decoder", feeds, validate=False)["x"]
+        return self._decode(z, self._label_rows(labels, len(z)))
+
+    def _decode(self, z, y):
+        """The decoder on checked latents and one-hot rows (None: unconditional)."""
+        run, bmin, bmax = self._runners.get("decoder") or self._runner("decoder")
+        if z.dtype != np.float32 or not z.flags.c_contiguous:
+            z = np.ascontiguousarray(z, dtype=np.float32)
+        feeds = {"z": z} if y is None else {"z": z, "y": np.ascontiguousarray(y, dtype=np.float32)}
+        n = len(z)
+        if bmin <= n and (bmax is None or n <= bmax):  # batch-1 decode is the hottest path there is
+            return run(feeds, False)["x"]
+        return run_in_chunks(lambda chunk: run(chunk, False), feeds, bmin, bmax)["x"]
 
     def sample(self, n, labels=None, temperature=1.0, seed=None, return_latents=False):
         """Draw n latents from the model's prior (scaled by ``temperature``) and decode them.
 
         Returns (n, C, H, W) float32, or (x, z) with ``return_latents``. ``labels`` as in
         ``label_matrix``; a conditional model given none shares the n samples evenly among all its
-        labels, in label order. The same seed gives the same samples.
+        labels, in label order. The same seed gives the same samples; without one, draws continue one
+        stream seeded from fresh entropy when the first unseeded sample is drawn.
         """
         n = self._count(n)
         if labels is None and self.conditional:
             labels = np.arange(n) * len(self.labels) // n
-        y, _ = self.label_matrix(labels, n)
-        z = self._prior.sample(n, temperature, make_rng(seed))
-        x = self.decode(z, y)
+        y = self._label_rows(labels, n)
+        if seed is None:
+            if self._rng is None:
+                self._rng = make_rng(None)
+            rng = self._rng
+        else:
+            rng = make_rng(seed)
+        z = self._prior.sample(n, temperature, rng)
+        x = self._decode(z, y)
         return (x, z) if return_latents else x
 
     def encode(self, x, labels=None):
@@ -414,8 +480,8 @@ class Model(object):
                 raise JetgenError("Got {} initial latents for {} inputs.".format(len(z), n))
         return self._prior.project(np.asarray(z, dtype=np.float64))
 
-    def complete(self, x, mask, labels=None, steps=100, lr=5e-2, tol=None, init="prior_mean", seed=None,
-                 prior_weight=1.0, window=10, callback=None):
+    def complete(self, x, mask, labels=None, steps=COMPLETE_STEPS, lr=5e-2, tol=COMPLETE_TOL, init="prior_mean",
+                 seed=None, prior_weight=1.0, window=10, callback=None):
         """Fill the hidden part (mask 0) of inputs by optimising their latents with Adam.
 
         Minimises, per example, the masked negative log-likelihood from ``latent_grad.onnx`` plus
@@ -424,16 +490,36 @@ class Model(object):
         "prior_mean" (default), "encoder" (encoder mean of the masked input), "random" (a seeded
         prior draw) or an array of latents. With ``tol``, an example stops when its objective
         improved by less than ``tol`` (relative) over the last ``window`` steps; the run ends when
-        all have stopped. ``labels="infer"`` tries every label (in one batch) and keeps, per
-        example, the one with the lowest final objective. ``callback(step, z, objective)``, when given,
-        is called after each evaluation with the float64 latents (B, D) and objectives (B,) at that step
-        (with labels="infer" the rows are every (example, label) pair, example-major); an exception it
-        raises ends the run. Returns a ``Completion``.
-        Raises JetgenError for bad shapes, NaN, a mask not of 0/1, bad labels or a bundle
-        without a latent_grad graph.
+        all have stopped (``tol=None``: always ``steps`` steps). The defaults, COMPLETE_STEPS and
+        COMPLETE_TOL, were chosen by measurement (benchmarks/results.md). ``labels="infer"`` tries
+        every label (in one batch) and keeps, per example, the one with the lowest final objective.
+        ``callback(step, z, objective)``, when given, is called after each evaluation with the float64
+        latents (B, D) and objectives (B,) at that step (with labels="infer" the rows are every
+        (example, label) pair, example-major); an exception it raises ends the run.
+        Returns a ``Completion``. Raises JetgenError for bad shapes, NaN, a mask not of 0/1, bad
+        labels or a bundle without a latent_grad graph.
         """
         x = self._inputs(x)
         mask = self._mask(mask, x.shape)
+        steps, lr, tol, prior_weight, window = self._complete_args(steps, lr, tol, prior_weight, window)
+        if isinstance(labels, str) and labels == "infer":
+            return self._complete_infer(x, mask, steps, lr, tol, init, seed, prior_weight, window, callback)
+        y, ints = self.label_matrix(labels, len(x))
+        if not self.bundle.has("latent_grad"):
+            raise JetgenError("This bundle has no latent_grad graph, which complete() needs; re-export it.")
+        z = self._init(init, x, mask, y, seed)
+        evaluate, release = self._evaluator(x, mask, y)
+        try:
+            best_z, best, best_nll, history = self._optimise(evaluate, z, steps, lr, tol, prior_weight, window,
+                                                             callback)
+        finally:
+            release()
+        decoded = self._decode(best_z, y)
+        completed = np.where(mask == 1, x, decoded).astype(np.float32)
+        return Completion(z=best_z, x=completed, decoded=decoded, loss=best, nll=best_nll,
+                          history=np.array(history), steps=len(history) - 1, labels=ints)
+
+    def _complete_args(self, steps, lr, tol, prior_weight, window):
         steps = int(steps) if _is_int(steps) and steps >= 0 else self._count(steps, "steps")
         try:
             lr, prior_weight = float(lr), float(prior_weight)
@@ -448,21 +534,52 @@ class Model(object):
                 tol = float("nan")
             if not tol >= 0:
                 raise JetgenError("tol must be a number >= 0.")
-        window = self._count(window, "window")
-        if isinstance(labels, str) and labels == "infer":
-            return self._complete_infer(x, mask, steps, lr, tol, init, seed, prior_weight, window, callback)
-        y, ints = self.label_matrix(labels, len(x))
-        if not self.bundle.has("latent_grad"):
-            raise JetgenError("This bundle has no latent_grad graph, which complete() needs; re-export it.")
-        z = self._init(init, x, mask, y, seed)
+        return steps, lr, tol, prior_weight, self._count(window, "window")
+
+    def _evaluator(self, x, mask, y):
+        """(evaluate(z, rows) -> (nll (len(rows),), grad (len(rows), D)) float64, release()) for the
+        loop of ``complete``, on checked inputs. Where the session keeps inputs on its device
+        (TensorRT), target, mask and labels are copied there once per call and each step moves only z
+        in and loss and grad out; the whole batch runs every step (rows that stopped are ignored, a
+        GPU runs them for nothing). Elsewhere each step runs only the rows still active."""
+        run, bmin, bmax = self._runner("latent_grad")
+        session = self.session("latent_grad")
+        fixed = {"target": x, "mask": mask}
+        if y is not None:
+            fixed["y"] = y
         n = len(x)
+        if getattr(session, "device_resident", False) and bmin <= n and (bmax is None or n <= bmax):
+            session.hold(fixed)
+            resident = True
+        else:
+            resident = False
+
+        def evaluate(z, rows):
+            if resident:
+                out = run({"z": np.ascontiguousarray(z, dtype=np.float32)}, False)
+                loss, grad = out["loss"].reshape(-1)[rows], out["grad"][rows]
+            else:
+                feeds = dict(fixed) if len(rows) == n else dict((k, v[rows]) for k, v in fixed.items())
+                feeds["z"] = z if len(rows) == n else z[rows]
+                out = self.run("latent_grad", feeds, validate=False)
+                loss, grad = out["loss"].reshape(-1), out["grad"]
+            if not (_all_finite(loss) and _all_finite(grad)):
+                raise JetgenError("The latent_grad graph returned NaN or infinite values (at {} precision); try "
+                                  "fp32 or a smaller lr.".format(self.precision))
+            return loss.astype(np.float64), grad.astype(np.float64)
+
+        return evaluate, (session.release if resident else (lambda: None))
+
+    def _optimise(self, evaluate, z, steps, lr, tol, prior_weight, window, callback=None):
+        """Adam on the rows of z with per-row early stopping; (best z float32, best objective, its nll, history)."""
+        n = len(z)
         adam = Adam(z.shape, lr=lr)
         active = np.ones(n, dtype=bool)
         history = []
         best, best_z, best_nll = np.full(n, np.inf), z.copy(), np.zeros(n)
         for step in range(steps + 1):
             rows = np.nonzero(active)[0]
-            nll, grad = self.loss_grad(z[rows], x[rows], mask[rows], None if y is None else y[rows])
+            nll, grad = evaluate(z, rows)
             pval, pgrad = self._prior.term(z[rows])
             obj = nll + prior_weight * pval
             current = history[-1].copy() if history else np.zeros(n)
@@ -476,7 +593,7 @@ class Model(object):
                 break
             if tol is not None and step >= window:
                 before = history[step - window][rows]
-                done = (before - obj) <= float(tol) * np.maximum(np.abs(before), 1e-12)
+                done = (before - obj) <= tol * np.maximum(np.abs(before), 1e-12)
                 active[rows[done]] = False
                 if not active.any():
                     break
@@ -486,11 +603,7 @@ class Model(object):
             full[rows] = grad + prior_weight * pgrad
             z = adam.step(z, full, rows)
             z[rows] = self._prior.project(z[rows])
-        best_z = best_z.astype(np.float32)
-        decoded = self.decode(best_z, y)
-        completed = np.where(mask == 1, x, decoded).astype(np.float32)
-        return Completion(z=best_z, x=completed, decoded=decoded, loss=best, nll=best_nll,
-                          history=np.array(history), steps=len(history) - 1, labels=ints)
+        return best_z.astype(np.float32), best, best_nll, history
 
     def _complete_infer(self, x, mask, steps, lr, tol, init, seed, prior_weight, window, callback=None):
         if not self.conditional:

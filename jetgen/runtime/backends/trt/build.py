@@ -15,6 +15,7 @@ from jetgen.digest import sha256_file
 from jetgen import spec
 from jetgen.errors import JetgenError
 from jetgen.runtime.backends.trt import engine_cache, precision as precision_mod, api as trt_api
+from jetgen.runtime.requirements import check_tensorrt
 from jetgen.runtime.targets import TARGETS
 
 if TYPE_CHECKING:  # pragma: no cover - for mypy only
@@ -263,6 +264,8 @@ def ensure_engine(onnx_path, graph, bundle_dir, requested, device, workspace_mb=
     trt = trt_api.import_tensorrt()
     api = trt_api.api_for(trt.__version__)
     name = graph_name_of(onnx_path)
+    # a graph newer than this TensorRT's parser is refused here, naming both versions
+    check_tensorrt(api["version"], str(onnx_path), name, graph)
     with open(str(onnx_path), "rb") as handle:
         onnx_bytes = handle.read()
     digest = onnx_sha256(onnx_path, graph)

@@ -142,12 +142,46 @@ class TrtSession(object):
             self._host[name] = self._mem.pinned((int(np.prod(shape)),), dtype)
             self._device[name] = self._mem.alloc(self._host[name].nbytes)
 
+    # Model.complete keeps target, mask and labels on the device for a whole optimisation (hold/release)
+    device_resident = True
+    _held = None  # (batch, names) of inputs already on the device
+
+    def hold(self, feeds):
+        """Copy ``feeds`` (some of the inputs, one batch within the profile's range) to the device now;
+        until ``release()``, ``run`` takes them from there and is given only the other inputs, of the
+        same batch. JetgenError for unknown names or a wrong shape or batch."""
+        names = sorted(feeds)
+        unknown = [name for name in names if name not in self.input_names]
+        if unknown or not names:
+            raise JetgenError("Only this engine's inputs ({}) can be held on the device, not {}.".format(
+                ", ".join(self.input_names), ", ".join(unknown) or "nothing"))
+        n, arrays = check_feeds(feeds, names, self._shapes, "this engine's", (self._batch[0], self._batch[2]))
+        for name in names:
+            self._copy_in(name, arrays[name])
+        self._mem.synchronize()
+        self._held = (n, frozenset(names))
+
+    def release(self):
+        """Forget the held inputs: the next ``run`` needs every input again."""
+        self._held = None
+
     def run(self, feeds, validate=True):  # always validates: the checks also shape the device buffers
         """dict name -> float32 array (batch first, within the profile's range) in, dict output name ->
-        float32 array out. ``Model.run`` splits larger batches; JetgenError for a batch outside the range."""
-        n, arrays = check_feeds(feeds, self.input_names, self._shapes, "this engine's",
-                                (self._batch[0], self._batch[2]))
+        float32 array out. ``Model.run`` splits larger batches; JetgenError for a batch outside the range.
+        After ``hold``, only the inputs not held, with the held batch size."""
+        held_batch, held = self._held or (None, frozenset())
+        names = [name for name in self.input_names if name not in held]
+        n, arrays = check_feeds(feeds, names, self._shapes, "this engine's", (self._batch[0], self._batch[2]))
+        if held and n != held_batch:
+            raise JetgenError("This engine holds inputs of batch {} on the device, but got a batch of {}.".format(
+                held_batch, n))
         return self._run_batch(arrays, n)
+
+    def _copy_in(self, name, array):
+        """Host -> device through the pinned buffer, on the stream (asynchronous)."""
+        host = self._host[name][:array.size]
+        host[...] = array.reshape(-1)
+        self._mem.htod(self._device[name], host)
 
     def _run_batch(self, arrays, size):
         # 1. shapes for this call, within the optimisation profile
@@ -155,11 +189,9 @@ class TrtSession(object):
             if not self._io.set_input_shape(name, (size,) + self._shapes[name]):
                 raise JetgenError("TensorRT refused input shape {} for {!r} (profile batch {}..{}).".format(
                     (size,) + self._shapes[name], name, self._batch[0], self._batch[2]))
-        # 2. copy in: into the pinned buffer, then host -> device on the stream
-        for name in self.input_names:
-            host = self._host[name][:arrays[name].size]
-            host[...] = arrays[name].reshape(-1)
-            self._mem.htod(self._device[name], host)
+        # 2. copy in: into the pinned buffer, then host -> device on the stream (held inputs are there)
+        for name in arrays:
+            self._copy_in(name, arrays[name])
         # 3. execute
         if not self._io.execute(self._device, self._mem.stream_handle):
             raise JetgenError("TensorRT failed to run the engine (see its log above).")
