@@ -122,6 +122,7 @@ class Model(object):
         self._prior = prior_from_manifest(bundle.model["prior"])
         self._eye = np.eye(len(bundle.model.get("labels") or []), dtype=np.float32)
         self._latent_dim = bundle.model["latent_dim"]
+        self._out_range = tuple(bundle.model["output"]["range"])
         self._rng = None  # drawn from fresh entropy on the first unseeded sample (a RandomState is costly to seed)
 
     def __repr__(self):
@@ -367,8 +368,16 @@ class Model(object):
         feeds = {"z": z} if y is None else {"z": z, "y": np.ascontiguousarray(y, dtype=np.float32)}
         n = len(z)
         if bmin <= n and (bmax is None or n <= bmax):  # batch-1 decode is the hottest path there is
-            return run(feeds, False)["x"]
-        return run_in_chunks(lambda chunk: run(chunk, False), feeds, bmin, bmax)["x"]
+            x = run(feeds, False)["x"]
+        else:
+            x = run_in_chunks(lambda chunk: run(chunk, False), feeds, bmin, bmax)["x"]
+        lo, hi = self._out_range
+        # NaN fails both comparisons: one min and one max check NaN, infinity and the declared range
+        if x.size and not (x.min() >= lo - RANGE_SLACK and x.max() <= hi + RANGE_SLACK):
+            raise JetgenError("The decoder graph returned values outside its declared range [{:g}, {:g}] (from {} to "
+                              "{}, at {} precision); the graph or its engine is broken: run jetgen verify.".format(
+                                  lo, hi, x.min(), x.max(), self.precision))
+        return x
 
     def sample(self, n, labels=None, temperature=1.0, seed=None, return_latents=False):
         """Draw n latents from the model's prior (scaled by ``temperature``) and decode them.
@@ -389,6 +398,9 @@ class Model(object):
         else:
             rng = make_rng(seed)
         z = self._prior.sample(n, temperature, rng)
+        if not _all_finite(z):
+            raise JetgenError("A temperature of {!r} makes the prior draw overflow; give a smaller one.".format(
+                temperature))
         x = self._decode(z, y)
         return (x, z) if return_latents else x
 
