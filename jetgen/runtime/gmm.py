@@ -79,13 +79,11 @@ class GaussianMixturePrior(Prior):
             raise JetgenError("The mixture description lacks {}; re-export the bundle.".format(", ".join(missing)))
         return cls(p["weights"], p["means"], p["covariances"], p.get("covariance_type", "full"))
 
-    def params(self):
-        return {"weights": self.weights, "means": self.means, "covariances": self.covariances}
-
     def describe(self):
-        out = Prior.describe(self)
-        out["params"]["covariance_type"] = self.covariance_type
-        return out
+        """The {"family": "gmm", "params": {...}} description ``from_spec`` reads (plain lists, JSON-ready)."""
+        return {"family": "gmm", "params": {"weights": self.weights.tolist(), "means": self.means.tolist(),
+                                            "covariances": self.covariances.tolist(),
+                                            "covariance_type": self.covariance_type}}
 
     def sample(self, n, temperature=1.0, rng=None):
         t = _check_temperature(temperature)
