@@ -360,6 +360,20 @@ def load_npy(path):
     return arr
 
 
+def as_batch(arr, shape):
+    """``arr`` as a batch (n, C, H, W) for images of ``shape``: (C, H, W) becomes one image, and for
+    one-channel models (H, W) and (n, H, W) gain the channel axis; any other shape is returned as it is
+    (the caller says what is wrong)."""
+    c, h, w = shape
+    if arr.shape == (h, w) and c == 1:
+        return arr[None, None]
+    if arr.ndim == 3 and arr.shape[1:] == (h, w) and c == 1 and arr.shape[0] != 1:
+        return arr[:, None]
+    if arr.shape == (c, h, w):
+        return arr[None]
+    return arr
+
+
 def load_images(path, shape, resize=False):
     """Inputs (n, C, H, W) float32 for a model of output ``shape`` from a .npy or an image file.
 
@@ -371,13 +385,7 @@ def load_images(path, shape, resize=False):
     c, h, w = shape
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
-        arr = load_npy(path).astype(np.float32)
-        if arr.shape == (h, w) and c == 1:
-            arr = arr[None, None]
-        elif arr.ndim == 3 and arr.shape[1:] == (h, w) and c == 1 and arr.shape[0] != 1:
-            arr = arr[:, None]
-        elif arr.shape == (c, h, w):
-            arr = arr[None]
+        arr = as_batch(load_npy(path).astype(np.float32), shape)
     elif ext in IMAGE_EXTENSIONS:
         img = read_image(path, size=(w, h) if resize else None)
         if img.ndim == 3 and c == 1:

@@ -25,7 +25,7 @@ import numpy as np
 from jetgen import __version__
 from jetgen.errors import JetgenError
 from jetgen.runtime import Model
-from jetgen.runtime.images import MASK_REGIONS, PNG_SIGNATURE, decode_png, encode_png, grid, region_mask
+from jetgen.runtime.images import MASK_REGIONS, PNG_SIGNATURE, as_batch, decode_png, encode_png, grid, region_mask
 
 MAX_SAMPLES = 256          # images in one sample/decode request
 MAX_PATH_STEPS = 64        # points on one interpolation path
@@ -171,12 +171,7 @@ def read_images(value, shape, what="image", limit=MAX_INPUTS):
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise JetgenError("The {} is not an array of numbers.".format(what))
-    if arr.shape == (h, w) and c == 1:
-        arr = arr[None, None]
-    elif arr.ndim == 3 and arr.shape[1:] == (h, w) and c == 1 and arr.shape[0] != 1:
-        arr = arr[:, None]
-    elif arr.shape == (c, h, w):
-        arr = arr[None]
+    arr = as_batch(arr, shape)
     if arr.ndim != 4 or arr.shape[1:] != (c, h, w):
         raise JetgenError("The {} has shape {}, but this model takes ({}, {}, {}) images.".format(
             what, tuple(arr.shape), c, h, w))
