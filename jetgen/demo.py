@@ -74,34 +74,12 @@ def hidden_half_errors(truth, completed, mean_image, mask):
     return comp, fill
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/demo")
-    parser.add_argument("--epochs", type=int, default=None, help="default: chosen by jetgen train from the data")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = os.path.abspath(args.out)
-    if os.path.isdir(out):
-        shutil.rmtree(out)
-    os.makedirs(out)
-    run, bundle = os.path.join(out, "run-cvae"), os.path.join(out, "cvae.jetgen")
-    log = []
-    step = Step(log)
-    t_start = time.time()
-
-    # no tuning flags: batch size, learning rate and epochs are the ones train chooses from the data
-    epochs = ["--epochs", args.epochs] if args.epochs else []
-    step("train", ["train", "cvae", "--data", "digits"] + epochs + ["--seed", args.seed, "--out", run, "--quiet"])
-    with open(os.path.join(run, "config.json")) as handle:
-        config = json.load(handle)
-    schedule = {k: config.get(k) for k in ("epochs", "batch_size", "lr", "latent_dim", "auto_schedule")}
-    metrics, _ = step("evaluate", ["eval", run, "--json", "--out", os.path.join(out, "eval")], capture_json=True)
-    step("export", ["export", run, "--target", "nano", "--out", bundle])
-    check, check_rc = step("check", ["check", bundle, "--target", "nano", "--json"], capture_json=True)
-
-    # device side: real test digits with their bottom half hidden
+def device_steps(step, out, bundle):
+    """Sample, interpolate and complete real test digits in torch-free processes; (hidden-half error,
+    mean-image fill's error, share of labels inferred right)."""
     from jetgen.train.data import load_digits
 
+    # real test digits with their bottom half hidden
     data = load_digits()
     truth = data.test_x[:16].numpy()
     labels = data.test_y[:16].numpy().astype(np.int64)
@@ -134,7 +112,35 @@ def main(argv=None):
     label_acc = None
     if inferred and inferred.get("labels") is not None:
         label_acc = float(np.mean(np.asarray(inferred["labels"]) == labels))
+    return err, fill_err, label_acc
 
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out/demo")
+    parser.add_argument("--epochs", type=int, default=None, help="default: chosen by jetgen train from the data")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = os.path.abspath(args.out)
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    run, bundle = os.path.join(out, "run-cvae"), os.path.join(out, "cvae.jetgen")
+    log = []
+    step = Step(log)
+    t_start = time.time()
+
+    # no tuning flags: batch size, learning rate and epochs are the ones train chooses from the data
+    epochs = ["--epochs", args.epochs] if args.epochs else []
+    step("train", ["train", "cvae", "--data", "digits"] + epochs + ["--seed", args.seed, "--out", run, "--quiet"])
+    with open(os.path.join(run, "config.json")) as handle:
+        config = json.load(handle)
+    schedule = {k: config.get(k) for k in ("epochs", "batch_size", "lr", "latent_dim", "auto_schedule")}
+    metrics, _ = step("evaluate", ["eval", run, "--json", "--out", os.path.join(out, "eval")], capture_json=True)
+    step("export", ["export", run, "--target", "nano", "--out", bundle])
+    check, check_rc = step("check", ["check", bundle, "--target", "nano", "--json"], capture_json=True)
+
+    err, fill_err, label_acc = device_steps(step, out, bundle)
     bench, _ = step("benchmark", ["bench", bundle, "--run", run, "--batch-sizes", "1,64,256", "--min-time", 0.3,
                                   "--complete-steps", 100, "--md", os.path.join(out, "bench.md"),
                                   "--chart", os.path.join(out, "bench.png"), "--json"], capture_json=True)
