@@ -355,6 +355,7 @@ def test_pytorch_example_vae_runs_on_the_device_side(models, bundles, digits, tm
     assert report["completion_ratio"] <= COMPLETION_BOUND, report
 
 
+@pytest.mark.slow
 def test_golden_vectors_are_hashed_and_equal_to_the_module(models, bundles):
     model, _ = models("mlp")
     out, manifest = bundles("mlp")
