@@ -355,6 +355,7 @@ def test_pytorch_example_vae_runs_on_the_device_side(models, bundles, digits, tm
     assert report["completion_ratio"] <= COMPLETION_BOUND, report
 
 
+@pytest.mark.slow
 def test_golden_vectors_are_hashed_and_equal_to_the_module(models, bundles):
     model, _ = models("mlp")
     out, manifest = bundles("mlp")
@@ -524,3 +525,17 @@ def test_a_likelihood_can_supply_its_own_gradient(tmp_path):
     np.testing.assert_allclose(load(case["outputs"]["loss"]), loss.numpy(), rtol=1e-5)
     np.testing.assert_allclose(load(case["outputs"]["grad"]), grad.numpy(), rtol=1e-4, atol=1e-5)
     assert manifest["graphs"]["latent_grad"]["parity"]["max_rel"] <= 1e-4
+
+
+@pytest.mark.parametrize("decoder, kwargs, words", [
+    (lambda z: (torch.sigmoid(z), z), {}, "must return one float tensor"),
+    (lambda z: torch.sigmoid(z.repeat(1, 10)), {"output_shape": (1, 28, 28)}, "needs 784"),
+    (lambda z: z.repeat(1, 98).view(-1, 1, 28, 28), {}, "output=\"logits\""),
+    (lambda z, y: torch.sigmoid(z.repeat(1, 98)), {"output_shape": (1, 28, 28)}, "Calling the decoder with z"),
+    (lambda z: torch.sigmoid(z.repeat(1, 98)), {"output_shape": (1, 28, 28), "prior": {"family": "uniform"}},
+     "needs the parameter 'low'"),
+])
+def test_a_decoder_with_the_wrong_interface_is_told_what_it_returned(decoder, kwargs, words, tmp_path):
+    with pytest.raises(JetgenError, match=words.replace("(", r"\(")):
+        export_model(decoder, 8, str(tmp_path / "b.jetgen"), "nano", **kwargs)
+    assert os.listdir(str(tmp_path)) == []

@@ -143,17 +143,17 @@ def _describe_call(inputs):
     return " and ".join("{} of shape {}".format(n, tuple(t.shape)) for n, t in inputs)
 
 
-def _call(graph_module, inputs, what):
+def _call(fn, inputs, what, accepts):
+    """``fn(*inputs)`` without gradients; JetgenError saying what it was called with when it raises."""
     import torch
 
     try:
         with torch.no_grad():
-            return graph_module(*[t for _, t in inputs])
+            return fn(*[t for _, t in inputs])
     except Exception as err:  # the user's code can raise anything; say what it was called with
         raise JetgenError("Calling the {} with {} failed ({}: {}); it must accept {}.".format(
             what, _describe_call(inputs), type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "",
-            "z (B, latent_dim)" + (" and y one-hot (B, K)" if len(inputs) > 1 else "") if what == "decoder"
-            else "images (B, C, H, W) or (B, C*H*W)" + (" and y one-hot (B, K)" if len(inputs) > 2 else "")))
+            accepts + (" and y one-hot (B, K)" if len(inputs) > 1 else "")))
 
 
 def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range, data):
@@ -167,7 +167,7 @@ def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range,
     if labels:
         inputs.append(("y", torch.eye(len(labels))[torch.arange(2) % len(labels)]))
     module = DecoderGraph(_eval_copy(part.module), part.method, bool(labels), None, lambda t: t)
-    out = _call(module.raw, inputs, "decoder")
+    out = _call(module.raw, inputs, "decoder", "z (B, latent_dim)")
     if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.dim() < 2 or out.shape[0] != 2:
         raise JetgenError("The decoder must return one float tensor with the batch first; given {} it returned {}."
                           .format(_describe_call(inputs), _what(out)))
@@ -227,22 +227,21 @@ def _probe_encoder(source, encoder_input):
     if source.conditional:
         inputs.append(("y", torch.eye(source.num_classes)[torch.arange(2) % source.num_classes]))
     tries = {"auto": (False, True), "image": (False,), "flat": (True,)}[encoder_input]
-    error = None
+    first = None
     for flat in tries:
         source.encoder_flatten = flat
         try:
-            mu, logvar = _call(source.graph_module("encoder", folded=False), inputs, "encoder")
-        except (JetgenError, KeyError, IndexError, AttributeError, RuntimeError) as err:
-            error = error or err
+            mu, logvar = _call(source.graph_module("encoder", folded=False), inputs, "encoder",
+                               "images (B, C, H, W) or (B, C*H*W), returning (mu, logvar), a dict with keys "
+                               "{} or one (B, 2D) tensor,".format(source.encoder_keys))
+        except JetgenError as err:
+            first = first or err
             continue
         if tuple(mu.shape) == tuple(logvar.shape) == (2, source.latent_dim):
             return flat
-        error = error or JetgenError("The encoder must return (mu, logvar) of shape (B, {}) each (or a dict with "
-                                     "encoder_keys, or one (B, {}) tensor); it returned {} and {}.".format(
-                                         source.latent_dim, 2 * source.latent_dim, _what(mu), _what(logvar)))
-    raise error if isinstance(error, JetgenError) else JetgenError(
-        "The encoder's output is not (mu, logvar): {} ({}); return a tuple, a dict with keys {} or one (B, {}) "
-        "tensor.".format(type(error).__name__, error, source.encoder_keys, 2 * source.latent_dim))
+        first = first or JetgenError("The encoder must return mu and logvar of shape (B, {}) each; it returned {} "
+                                     "and {}.".format(source.latent_dim, _what(mu), _what(logvar)))
+    raise first
 
 
 def _provenance(source, metadata):

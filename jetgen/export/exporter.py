@@ -198,8 +198,9 @@ def _prepare_latent_grad(job):
 
     source = job.source
     lik = source.likelihood
-    job.grad_key = (source.weights_sha256(), source.provenance.get("decoder"), type(lik).__qualname__,
-                    repr(sorted(vars(lik).items())), source.output_shape, source.num_classes, job.max_batch)
+    job.grad_key = (source.weights_sha256(), type(source.decoder.module).__qualname__, source.decoder.method,
+                    type(lik).__qualname__, repr(sorted(vars(lik).items())), source.output_shape,
+                    source.num_classes, job.max_batch)
     if job.grad_key in _TRACED:
         return
     try:

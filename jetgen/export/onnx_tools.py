@@ -564,9 +564,13 @@ class _quiet_fds(object):
         import os
         import sys
 
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.saved = [(fd, os.dup(fd)) for fd in (1, 2)]
+        self.saved = []
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.saved = [(fd, os.dup(fd)) for fd in (1, 2)]
+        except (OSError, ValueError, AttributeError):  # no real descriptors (closed, pythonw): nothing to hide
+            return
         null = os.open(os.devnull, os.O_WRONLY)
         for fd, _ in self.saved:
             os.dup2(null, fd)
