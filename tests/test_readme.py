@@ -30,6 +30,8 @@ SKIP = (
     (r"^\./jetson/setup\.sh(?!.*--root)", "prepares a real Jetson (the --root fixture line runs the script here)"),
     (r"^scp\b", "copies a bundle to a board over the network"),
     (r"^sudo\b", "changes a Jetson's power mode as root"),
+    (r"--module my_vae\.py", "exports the reader's own model file (my_vae.py, vae.pt); tests/test_byom.py runs this "
+                             "command on a model it writes"),
     (r"^jetgen serve\b", "starts a web server that runs until Ctrl-C (tests/test_serve_*.py drive it over HTTP and "
                          "in Chromium)"),
 )

@@ -502,9 +502,10 @@ class Model(object):
         "prior_mean" (default), "encoder" (encoder mean of the masked input), "random" (a seeded
         prior draw) or an array of latents. With ``tol``, an example stops when its objective
         improved by less than ``tol`` (relative) over the last ``window`` steps; the run ends when
-        all have stopped (``tol=None``: always ``steps`` steps). The defaults, COMPLETE_STEPS and
-        COMPLETE_TOL, were chosen by measurement (benchmarks/results.md). ``labels="infer"`` tries
-        every label (in one batch) and keeps, per example, the one with the lowest final objective.
+        all have stopped (``tol=None``: always ``steps`` steps). COMPLETE_TOL stays None (every step
+        is run) until the time-to-quality study (issue 13) has measured which rule to use.
+        ``labels="infer"`` tries every label (in one batch) and keeps, per example, the one with the
+        lowest final objective.
         ``callback(step, z, objective)``, when given, is called after each evaluation with the float64
         latents (B, D) and objectives (B,) at that step (with labels="infer" the rows are every
         (example, label) pair, example-major); an exception it raises ends the run.
