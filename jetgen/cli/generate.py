@@ -14,7 +14,7 @@ from jetgen.cli.output import emit_json
 from jetgen.errors import JetgenError
 from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask, load_npy,
                                    region_mask, save_outputs)
-from jetgen.runtime.model import INITS
+from jetgen.runtime.model import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW, INITS
 
 # -- sample --------------------------------------------------------------------------------------
 @click.command()
@@ -124,10 +124,12 @@ def interpolate(bundle, start, end, steps, mode, label, out, backend, precision,
 @click.option("--mask-region", type=click.Choice(MASK_REGIONS), default=None, help="Hide this region.")
 @click.option("--label", default=None, help="Label (index or name) for every input.")
 @click.option("--labels", "labels_path", default=None, type=click.Path(), help="y.npy: one label per input.")
-@click.option("--steps", type=click.IntRange(0, None), default=100, show_default=True)
+@click.option("--steps", type=click.IntRange(0, None), default=COMPLETE_STEPS, show_default=True,
+              help="Most Adam steps per input.")
 @click.option("--lr", type=float, default=5e-2, show_default=True)
-@click.option("--tol", type=float, default=None, help="Stop an input when its loss improves less than this "
-                                                       "(relative) over 10 steps.")
+@click.option("--tol", type=float, default=COMPLETE_TOL, show_default=True,
+              help="Stop an input when its best loss improves less than this (relative) over {} steps (0: "
+                   "only when it stops improving).".format(COMPLETE_WINDOW))
 @click.option("--init", type=click.Choice(INITS), default="prior_mean", show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None)
 @click.option("--out", required=True, type=click.Path(), help="y.png or y.npy")
