@@ -196,13 +196,15 @@ def batch_range(entry, where="a graph", required=False):
 
 # Tolerances of ``jetgen verify`` per precision the graph runs at: an output passes when its largest
 # absolute error is within "abs" OR its largest error relative to the output's largest magnitude
-# (normwise) is within "rel". Chosen from measured exports (docs/bundle.md, "Golden vectors"): about
-# four times the worst error seen, so a correct engine passes and a broken one (wrong weights, a
-# layer dropped, an input swapped) does not. fp32 allows TensorRT's TF32 on Ampere GPUs (Orin).
+# (normwise) is within "rel"; with the two equal, that is: error <= tolerance x max(1, largest |output|).
+# Chosen from measured exports (benchmarks/results.md, "Golden tolerances"): three times the worst
+# error seen, rounded up to 1, 2 or 5, so a correct engine passes and a broken one (wrong weights, a
+# layer dropped, inputs swapped) does not. fp32 allows TensorRT's TF32, its default on Ampere GPUs
+# (Orin), which rounds matrix-product inputs to fp16's 10 mantissa bits: hence fp32 = fp16 here.
 GOLDEN_TOLERANCES = {
-    "fp32": {"abs": 2e-3, "rel": 2e-3},
-    "fp16": {"abs": 2e-2, "rel": 1e-2},
-    "int8": {"abs": 2e-1, "rel": 1e-1},
+    "fp32": {"abs": 2e-2, "rel": 2e-2},
+    "fp16": {"abs": 2e-2, "rel": 2e-2},
+    "int8": {"abs": 2e-1, "rel": 2e-1},
 }
 
 

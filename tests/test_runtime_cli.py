@@ -1,6 +1,7 @@
 """`jetgen info | sample | interpolate | complete` on small real bundles, as a user runs them."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -102,7 +103,7 @@ def test_complete_reports_the_loss(bundles, tmp_path):
     ok("sample", bundles["vae"], "--n", 4, "--seed", 5, "--out", tmp_path / "x.npy")
     text = ok("complete", bundles["vae"], "--input", tmp_path / "x.npy", "--mask-region", "bottom-half",
               "--out", tmp_path / "y.png").output
-    assert "Completed 4 input(s) in 100 steps" in text and "input 3: loss" in text
+    assert re.search(r"Completed 4 input\(s\) in \d+ steps", text) and "input 3: loss" in text
     data = json.loads(ok("complete", bundles["vae"], "--input", tmp_path / "x.npy", "--mask-region", "center",
                          "--steps", 30, "--seed", 0, "--out", tmp_path / "y.npy", "--json").stdout)
     assert data["steps"] == 30 and len(data["loss"]) == 4

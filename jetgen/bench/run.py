@@ -248,6 +248,7 @@ def run_benchmark(bundle, backends=("torch", "onnxruntime", "ort"), precisions=(
     result = {"machine": describe(), "bundle": base.bundle.path,
               "model": {"kind": base.kind, "arch": manifest["model"].get("arch"), "latent_dim": base.latent_dim},
               "settings": {"threads": threads, "warmup": warmup, "min_time_s": min_time, "max_iters": max_iters,
+                           "complete_min_time_s": base_spec["complete_min_time"],
                            "complete_steps": complete_steps, "complete_lr": complete_lr, "order": order,
                            "process_per_backend": True},
               "peak": peak_result, "rows": rows, "quality": quality, "notes": notes, "memory": {},

@@ -46,7 +46,7 @@ class TorchReference(object):
         n = len(x)
         active = torch.ones(n, dtype=torch.bool)
         best, best_z = torch.full((n,), float("inf")), z.detach().clone()
-        history = []
+        history, best_history = [], []
         for step in range(steps + 1):
             rows = torch.nonzero(active).flatten()
             opt.zero_grad()
@@ -59,11 +59,12 @@ class TorchReference(object):
             history.append(current)
             better = obj.detach() < best[rows]
             best[rows[better]], best_z[rows[better]] = obj.detach()[better], zr.detach()[better]
+            best_history.append(best.clone())
             if step == steps:
                 break
             if tol is not None and step >= window:
-                before = history[step - window][rows]
-                done = (before - obj.detach()) <= tol * before.abs().clamp_min(1e-12)
+                before = best_history[step - window][rows]
+                done = (before - best[rows]) <= tol * before.abs().clamp_min(1e-12)
                 active[rows[done]] = False
                 if not bool(active.any()):
                     break

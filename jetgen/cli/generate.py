@@ -18,7 +18,7 @@ from jetgen.errors import JetgenError
 from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask, load_npy,
                                    region_mask, save_outputs, write_png)
 from jetgen.runtime.lettering import titled_grid
-from jetgen.runtime.model import INITS
+from jetgen.runtime.model import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW, INITS
 
 DEFAULT_N = 64
 SHEET_ROWS = ("masked", "completed", "original")
@@ -155,10 +155,12 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
               help="m.png (white = observed) or m.npy (1 = observed)")
 @click.option("--mask-region", type=click.Choice(MASK_REGIONS), default=None, help="Hide this region.")
 @label_options("one per input (all, or none given: try every label and keep the best per input).")
-@click.option("--steps", type=click.IntRange(0, MAX_STEPS), default=100, show_default=True, help="Optimiser steps.")
+@click.option("--steps", type=click.IntRange(0, MAX_STEPS), default=COMPLETE_STEPS, show_default=True,
+              help="Most Adam steps per input.")
 @click.option("--lr", type=float, default=5e-2, show_default=True)
-@click.option("--tol", type=float, default=None, help="Stop an input when its loss improves less than this "
-                                                       "(relative) over 10 steps.")
+@click.option("--tol", type=float, default=COMPLETE_TOL, show_default=True,
+              help="Stop an input when its best loss improves less than this (relative) over {} steps (0: "
+                   "only when it stops improving).".format(COMPLETE_WINDOW))
 @click.option("--init", type=click.Choice(INITS), default="prior_mean", show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None,
               help="Seed of --init random [default: a fresh one, printed].")
