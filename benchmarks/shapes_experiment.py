@@ -3,12 +3,14 @@
     python benchmarks/shapes_experiment.py baselines --out out/shapes            # floor, oracle, medoid, real shapes
     python benchmarks/shapes_experiment.py train --variant vae --beta 0.01 --out out/shapes/vae
     python benchmarks/shapes_experiment.py eval out/shapes/vae                     # again, from model.pt
+    python benchmarks/shapes_experiment.py complete out/shapes/vae                 # cut test shapes, complete them
 
 Each command writes JSON next to its outputs (``baselines.json``, ``results.json``) and prints it.
 Reconstruction: the encoder sees the first ``encoder_points`` points of a test shape; the decoder's
 grid is made dense enough for 2,500 points (G = ceil(sqrt(2500 / K))); Chamfer-L2 x1000 is the SUM of
-both one-way means of squared distances against the 2,500 test points. Generation: 200 samples decoded
-on the model's G x G grid, against the test shapes' first 1,024 points (MMD-CD x1000, COV-CD, 1-NNA).
+both one-way means of squared distances against the 2,500 test points. Generation: as many samples as
+test shapes (480), decoded on the model's G x G grid, against the test shapes' first 1,024 points
+(MMD-CD x1000, COV-CD, 1-NNA); equal sizes so that COV can reach 1 and 1-NNA is balanced.
 Densities compared: the VAE prior N(0, I) (and, for the AE, random N(0, I) latents), and Gaussian
 mixtures fitted after training on the training codes (``--gmm``: components[:type], e.g. 1:full,10:full).
 Uses 2 threads by default (``--threads``).
@@ -34,7 +36,6 @@ from jetgen.train.latent_gmm import encode_means, fit_latent_gmm  # noqa: E402
 from jetgen.train.shapes import procedural_shapes  # noqa: E402
 
 EVAL_POINTS = 2500
-SAMPLES = 200
 
 
 def data(args):
@@ -51,7 +52,7 @@ def baselines(args):
     out["retrieval_oracle"] = M.summarise(M.reconstruction_metrics(retrieved, d.test_x))
     out["class_medoid"] = M.summarise(M.reconstruction_metrics(M.medoid_baseline(d.test_y, d.train_x, d.train_y),
                                                                d.test_x))
-    real = d.train_x[np.random.RandomState(0).choice(len(d.train_x), SAMPLES, replace=False)]
+    real = d.train_x[np.random.RandomState(0).choice(len(d.train_x), len(d.test_x), replace=False)]
     out["generation_real_training_shapes"] = M.generation_metrics(real, d.test_x)
     out["seconds"] = round(time.time() - t, 1)
     os.makedirs(args.out, exist_ok=True)
@@ -136,31 +137,102 @@ def evaluate(out_dir, gmm_specs, d=None):
            "history": ckpt["history"], "eval_grid": _eval_grid(model)}
     res["test"] = reconstruction(model, d)
     rng = np.random.RandomState(0)
-    z_prior = rng.standard_normal((SAMPLES, model.latent_dim)).astype(np.float32)
+    samples_n = len(d.test_x)  # as many samples as test shapes, so that COV can reach 1
+    z_prior = rng.standard_normal((samples_n, model.latent_dim)).astype(np.float32)
     samples = {"prior N(0,I)": decode_latents(model, z_prior)}
     codes = encode_means(model, d.train_x).numpy()
+    # the ceiling for any latent density: the decoder's reconstructions of real training shapes
+    real = rng.choice(len(codes), samples_n, replace=False)
+    samples["reconstructions of training shapes"] = decode_latents(model, codes[real])
     res["train_codes"] = {"mean_norm": float(np.linalg.norm(codes, axis=1).mean()),
                           "std_mean": float(codes.std(0).mean())}
     for spec in gmm_specs.split(",") if gmm_specs else []:
         k, _, kind = spec.partition(":")
         prior = GaussianMixturePrior.from_spec(fit_latent_gmm(codes, int(k), kind or "full", seed=0))
-        samples["gmm {}:{}".format(k, kind or "full")] = decode_latents(model, prior.sample(SAMPLES, rng=0))
+        samples["gmm {}:{}".format(k, kind or "full")] = decode_latents(model, prior.sample(samples_n, rng=0))
     res["generation"] = {}
     for name, clouds in samples.items():
         res["generation"][name] = M.generation_metrics(clouds, d.test_x)
         print(name, res["generation"][name], flush=True)
     save_render(os.path.join(out_dir, "samples.png"),
                 [c.numpy() for c in list(samples.values())[-1][:6]] + [c.numpy() for c in samples["prior N(0,I)"][:3]],
-                size=120)
+                size=120)  # rows: the last density's samples, then three prior samples
     res["eval_seconds"] = round(time.time() - t, 1)
     atomic_write_json(os.path.join(out_dir, "results.json"), res)
     print(json.dumps({k: v for k, v in res.items() if k not in ("history", "args")}, indent=2))
 
 
+def _resample(cloud, count, rng):
+    return cloud[rng.choice(len(cloud), count, replace=len(cloud) < count)]
+
+
+def completion(args):
+    """Cut test shapes by a random plane through the centroid (half kept) and complete them: retrieval
+    and class medoid by the one-sided Chamfer from the partial, the encoder on the partial, and latent
+    optimisation (Adam on z against the one-sided Chamfer by the hand-written gradient, plus the prior
+    term beta * |z|^2 / 2) from the encoder's code or from the mean code."""
+    from scipy.spatial import cKDTree
+
+    from jetgen.runtime.shapes import cut_by_plane, pad_clouds
+
+    ckpt = torch.load(os.path.join(args.path, "model.pt"))
+    run = argparse.Namespace(**ckpt["args"])
+    d = data(run)
+    model = AtlasNet(**ckpt["settings"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval().requires_grad_(False)
+    rng = np.random.RandomState(0)
+    pick = np.arange(0, len(d.test_x), max(1, len(d.test_x) // args.complete_n))[:args.complete_n]
+    full = d.test_x[pick].numpy()
+    partial = [cut_by_plane(c, rng=int(i))[0] for i, c in zip(pick, full)]
+    observed, mask = pad_clouds([_resample(p, args.observed_points, rng) for p in partial])
+    observed_t, mask_t = torch.from_numpy(observed), torch.from_numpy(mask)
+    grid = _eval_grid(model)
+    res = {"shapes": len(pick), "observed_points": args.observed_points, "steps": args.steps, "lr": args.opt_lr}
+
+    def score(name, clouds):
+        res[name] = M.summarise(M.reconstruction_metrics(clouds, full))
+        print(name, res[name], flush=True)
+
+    # baselines: the training shape (or class medoid) nearest to the partial by the one-sided Chamfer
+    train = M.as_clouds(d.train_x, 512)
+    trees = [cKDTree(c) for c in train]
+    one_sided = np.array([[np.mean(t.query(o[:512])[0] ** 2) for t in trees] for o in observed])
+    score("retrieval by one-sided Chamfer", d.train_x.numpy()[one_sided.argmin(1)])
+    medoids = M.class_medoids(d.train_x, d.train_y)
+    labels = sorted(medoids)
+    score("class medoid nearest the partial",
+          d.train_x.numpy()[[medoids[labels[int(np.argmin(row[[medoids[k] for k in labels]]))]] for row in one_sided]])
+    with torch.no_grad():
+        z_enc = model.encode(torch.from_numpy(np.stack([_resample(p, model.encoder_points, rng) for p in partial])))[0]
+        score("encoder on the partial", model.decode(z_enc, grid=grid).numpy())
+    codes = encode_means(model, d.train_x)
+    module = model.latent_grad_module()
+    prior_weight = args.prior_weight if args.prior_weight is not None else float(run.beta)
+    for name, z0 in (("optimised from the encoder's code", z_enc), ("optimised from the mean code",
+                                                                    codes.mean(0, keepdim=True).expand_as(z_enc))):
+        z = torch.nn.Parameter(z0.clone())
+        opt = torch.optim.Adam([z], lr=args.opt_lr)
+        t = time.time()
+        for step in range(args.steps):
+            if step == args.steps // 2:
+                for group in opt.param_groups:
+                    group["lr"] = args.opt_lr / 2.0  # DeepSDF: halve the rate midway
+            with torch.no_grad():
+                loss, grad = module(z, observed_t, mask_t)
+            z.grad = model.recon_scale * grad + prior_weight * z.detach()
+            opt.step()
+        res[name + " seconds"] = round(time.time() - t, 1)
+        with torch.no_grad():
+            score(name, model.decode(z.detach(), grid=grid).numpy())
+    atomic_write_json(os.path.join(args.path, "completion.json"), res)
+    print(json.dumps(res, indent=2))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("baselines", "train", "eval"))
-    p.add_argument("path", nargs="?", help="eval: the run directory")
+    p.add_argument("command", choices=("baselines", "train", "eval", "complete"))
+    p.add_argument("path", nargs="?", help="eval, complete: the run directory")
     p.add_argument("--out", default=os.path.join("out", "shapes"))
     p.add_argument("--variant", default="vae", choices=("ae", "vae"))
     p.add_argument("--latent", type=int, default=128)
@@ -183,12 +255,19 @@ def main():
     p.add_argument("--init-from", default=None)
     p.add_argument("--gmm", default="1:full,10:full,20:diag")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--complete-n", type=int, default=48, help="complete: test shapes to cut and complete")
+    p.add_argument("--observed-points", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--opt-lr", type=float, default=0.02)
+    p.add_argument("--prior-weight", type=float, default=None, help="complete: default the run's beta")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "baselines":
         baselines(args)
     elif args.command == "train":
         train(args)
+    elif args.command == "complete":
+        completion(args)
     else:
         evaluate(args.path, args.gmm)
 
