@@ -159,7 +159,7 @@ class AtlasNet(nn.Module):
     likelihood = "chamfer"
 
     def __init__(self, variant="vae", latent_dim=128, patches=16, hidden=256, layers=2, train_points=512,
-                 encoder_points=1024, grid=8, recon_scale=1000.0, init_logvar=-4.0):
+                 encoder_points=512, grid=8, recon_scale=1000.0, init_logvar=-4.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError("unknown AtlasNet variant {!r} (ae or vae)".format(variant))
