@@ -8,9 +8,10 @@ from jetgen.spec import KINDS as MODEL_KINDS  # noqa: F401  (a bundle declares t
 
 
 def _kinds():
+    from jetgen.models.atlasnet import AtlasNet
     from jetgen.models.latent_models import CVAE, VAE, AutoDecoder, VariationalAutoDecoder
 
-    return dict((cls.kind, cls) for cls in (VAE, CVAE, AutoDecoder, VariationalAutoDecoder))
+    return dict((cls.kind, cls) for cls in (VAE, CVAE, AutoDecoder, VariationalAutoDecoder, AtlasNet))
 
 
 def kind_class(kind):

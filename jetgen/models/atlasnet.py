@@ -153,10 +153,22 @@ class AtlasNet(nn.Module):
     """AtlasNet autoencoder (``variant="ae"``) or VAE (``"vae"``) on point clouds (B, N, 3)."""
 
     kind = "atlasnet"
+    archs = ("atlasnet",)
+    labelled = False
     has_encoder = True
+    variational = True  # the AE variant has no posterior; terms() gives it a zero KL
+    families = ("gaussian",)
     conditional = False
     num_classes = 0
     likelihood = "chamfer"
+
+    @classmethod
+    def from_config(cls, config):
+        """The model a run's config.json describes (keys as ``settings``; missing ones take the defaults)."""
+        keys = ("latent_dim", "patches", "hidden", "layers", "train_points", "encoder_points", "grid", "recon_scale",
+                "init_logvar")
+        kwargs = dict((k, config[k]) for k in keys if config.get(k) is not None)
+        return cls(config.get("variant", "vae"), **kwargs)
 
     def __init__(self, variant="vae", latent_dim=128, patches=16, hidden=256, layers=2, train_points=512,
                  encoder_points=512, grid=8, recon_scale=1000.0, init_logvar=-4.0):
@@ -244,6 +256,16 @@ class AtlasNet(nn.Module):
         d_ab, d_ba = chamfer_terms(pred, self._subset(x, self.train_points))
         return {"recon": self.recon_scale * (d_ab + d_ba), "kl": kl, "reg": torch.zeros_like(mu[:, 0]), "z": z,
                 "mu": mu, "logvar": logvar}
+
+    # -- what the trainer and exporter ask every kind -----------------------------------------------
+    def table_parameters(self):
+        return []
+
+    def train_latents(self, n, sample=False, seed=0):
+        return None
+
+    def manifest_prior(self):
+        return self.prior_spec()
 
     # -- prior ------------------------------------------------------------------------------------
     def prior_sample(self, n, generator=None):
