@@ -26,6 +26,7 @@ from jetgen import __version__
 from jetgen.errors import JetgenError
 from jetgen.runtime import Model
 from jetgen.runtime.images import MASK_REGIONS, PNG_SIGNATURE, as_batch, decode_png, encode_png, grid, region_mask
+from jetgen.serve import shapes_api
 
 MAX_SAMPLES = 256          # images in one sample/decode request
 MAX_PATH_STEPS = 64        # points on one interpolation path
@@ -261,6 +262,7 @@ class Job(object):
         self.losses = []             # mean objective over the inputs, before the first step and after each
         self.image = None            # latest progress images (base64 PNG list)
         self.labels = None           # current best label per input (conditional models)
+        self.render = None           # latest progress render of a 3D completion (base64 PNG)
         self.result = None
         self.error = None            # (status, sentence)
         self.version = 0
@@ -297,6 +299,8 @@ class Job(object):
             out = {"job": self.id, "model": self.slot.name, "state": self.state, "version": self.version, "step": self.step,
                    "steps": self.steps, "losses_from": since, "losses": self.losses[since:],
                    "images": self.image, "labels": self.labels}
+            if self.render is not None:
+                out["render"] = self.render
             if self.result is not None:
                 out["result"] = self.result
             if self.error is not None:
@@ -358,7 +362,7 @@ class Api(object):
 
     @staticmethod
     def _images_only(slot):
-        # 3D shape bundles will answer with points and faces; until they exist every model is an image model
+        # encode and directions take images; a 3D model is sampled, decoded, interpolated and completed
         if slot.card["output"]["type"] != "image":
             raise ApiError(400, "Model {} is a {} model; this endpoint takes image models.".format(
                 slot.name, slot.card["output"]["type"]))
@@ -379,9 +383,9 @@ class Api(object):
         providers = getattr(m.session("decoder"), "providers", None)
         target = man.get("target")
         prov = man.get("provenance") or {}
-        return {
+        card = {
             "name": slot.name, "bundle_name": man.get("name"), "kind": m.kind, "arch": m.bundle.model.get("arch"),
-            "output": {"type": "image", "shape": list(m.output_shape), "range": list(m.output_range)},
+            "output": {"type": "image", "shape": list(m.output_shape), "range": list(getattr(m, "output_range", ()))},
             "latent_dim": m.latent_dim, "prior": m.prior.family, "conditional": m.conditional,
             "labels": m.labels, "likelihood": (m.bundle.model.get("likelihood") or {}).get("name"),
             "precision": m.precision, "backend": m.backend, "device": m.device, "providers": providers,
@@ -391,6 +395,9 @@ class Api(object):
             "quality": man.get("quality"), "metrics": prov.get("metrics"), "data": prov.get("data"),
             "created": man.get("created"),
         }
+        if shapes_api.is_points(m):
+            card.update(shapes_api.card(m))
+        return card
 
     # -- endpoints -------------------------------------------------------------------------------
     def info(self):
@@ -408,12 +415,16 @@ class Api(object):
 
     def sample(self, name, body):
         slot = self.slot(name)
-        self._images_only(slot)
         body = _fields(body, ("n", "labels", "temperature", "seed"))
-        n = _at_most(body.get("n", 16), MAX_SAMPLES, "n")
+        points = shapes_api.is_points(slot.model)
+        n = _at_most(body.get("n", 16), shapes_api.MAX_SHAPES if points else MAX_SAMPLES, "n")
         labels, temperature = body.get("labels"), body.get("temperature", 1.0)
         seed = body.get("seed")
         seed = fresh_seed() if seed is None else seed
+        if points:
+            out = slot.run(lambda m: shapes_api.sample(m, n, temperature, seed), self.request_timeout)
+            out.update(model=name, seed=seed, temperature=temperature)
+            return out
 
         def work(m):
             x, z = m.sample(n, labels=labels, temperature=temperature, seed=seed, return_latents=True)
@@ -424,12 +435,16 @@ class Api(object):
 
     def decode(self, name, body):
         slot = self.slot(name)
-        self._images_only(slot)
         body = _fields(body, ("z", "labels", "project"))
         if "z" not in body:
             raise ApiError(400, "Give z: a latent of {} numbers or a list of them.".format(slot.model.latent_dim))
-        z = _rows_at_most(body["z"], MAX_SAMPLES, "latents")
+        points = shapes_api.is_points(slot.model)
+        z = _rows_at_most(body["z"], shapes_api.MAX_SHAPES if points else MAX_SAMPLES, "latents")
         labels, project = body.get("labels"), _flag(body, "project")
+        if points:
+            out = slot.run(lambda m: shapes_api.decode(m, z), self.request_timeout)
+            out["model"] = name
+            return out
 
         def work(m):
             zz = z
@@ -459,12 +474,20 @@ class Api(object):
 
     def interpolate(self, name, body):
         slot = self.slot(name)
-        self._images_only(slot)
         body = _fields(body, ("a", "b", "steps", "mode", "labels", "seed"))
-        shape = slot.model.output_shape
-        a, b = self._endpoint(body.get("a"), shape, "a"), self._endpoint(body.get("b"), shape, "b")
         steps = _at_most(body.get("steps", 8), MAX_PATH_STEPS, "steps")
         mode, labels, seed = body.get("mode", "linear"), body.get("labels"), body.get("seed", 0)
+        if shapes_api.is_points(slot.model):
+            # end points: latents, or {"points": [[x, y, z], ...]} clouds the encoder reads
+            a, b = [shapes_api.cloud(v["points"], k) if isinstance(v, dict) and "points" in v else v
+                    for k, v in (("a", body.get("a")), ("b", body.get("b")))]
+            if a is None or b is None:
+                raise ApiError(400, 'Give a and b: latents (lists of numbers) or clouds ({"points": [[x, y, z], ...]}).')
+            out = slot.run(lambda m: shapes_api.interpolate(m, a, b, steps, mode, seed), self.request_timeout)
+            out.update(model=name, steps=out["n"], mode=mode)
+            return out
+        shape = slot.model.output_shape
+        a, b = self._endpoint(body.get("a"), shape, "a"), self._endpoint(body.get("b"), shape, "b")
         _rows_at_most(labels, MAX_PATH_STEPS, "label rows")
 
         def work(m):
@@ -539,7 +562,8 @@ class Api(object):
     def complete(self, name, body):
         """Start a completion job (202 with its id) or, with ``wait``, run it and return the result."""
         slot = self.slot(name)
-        self._images_only(slot)
+        if shapes_api.is_points(slot.model):
+            return self._complete_points(slot, name, body)
         body = _fields(body, ("image", "mask", "region", "labels", "steps", "lr", "tol", "init", "seed", "wait"))
         wait = _flag(body, "wait")
         m = slot.model
@@ -562,12 +586,85 @@ class Api(object):
             except _Stop:
                 pass
         slot.run(check, self.request_timeout)
+        k = len(m.labels) if infer else 1
+        ints = None if infer or kwargs["labels"] is None else m.label_matrix(kwargs["labels"], len(x))[1]
+
+        def summary(model, step, z, objective, due):
+            table = np.asarray(objective, dtype=np.float64).reshape(len(x), k)
+            values = {"loss": float(np.mean(table.min(axis=1)))}
+            if due:
+                pick = np.argmin(table, axis=1) if infer else None
+                rows = np.arange(len(x)) * k + (pick if infer else 0)
+                decoded = model.decode(np.asarray(z, dtype=np.float32)[rows], pick if infer else ints)
+                values["image"] = png_b64(np.where(np.broadcast_to(mask, x.shape) == 1, x, decoded))
+                values["labels"] = pick.tolist() if infer else (None if ints is None else ints.tolist())
+            return values
+
+        def finish(r):
+            result = {"steps": r.steps, "loss": r.loss.tolist(), "nll": r.nll.tolist(), "loss_start": r.history[0].tolist(),
+                      "labels": None if r.labels is None else r.labels.tolist(), "labels_inferred": infer,
+                      "latents": r.z.tolist(), "images": png_b64(r.x), "decoded": png_b64(r.decoded)}
+            return result, {"image": result["images"], "labels": result["labels"]}
+
+        return self._start_job(slot, name, steps, wait,
+                               lambda model, progress: model.complete(x, mask, callback=progress, **kwargs),
+                               summary, finish)
+
+    def _complete_points(self, slot, name, body):
+        """A 3D completion: ``points`` (a partial cloud) or ``cut`` ({"z", "seed"}: the decoded shape of z
+        cut by a random plane through its centre, about half kept), as a job like the image one."""
+        body = _fields(body, ("points", "cut", "steps", "lr", "tol", "init", "seed", "wait"))
+        wait = _flag(body, "wait")
+        if (body.get("points") is None) == (body.get("cut") is None):
+            raise ApiError(400, 'Give exactly one of points ([[x, y, z], ...]) or cut ({"z": LATENT, "seed": N}).')
+        if body.get("cut") is not None:
+            spec = _fields(body["cut"] if isinstance(body["cut"], dict) else {}, ("z", "seed", "keep"))
+            if spec.get("z") is None:
+                raise ApiError(400, 'cut needs z: the latent of the shape to cut ({"z": LATENT, "seed": N}).')
+            partial = slot.run(lambda model: shapes_api.cut(model, spec["z"], spec.get("seed", 0),
+                                                            spec.get("keep", 0.5))[0], self.request_timeout)
+        else:
+            partial = shapes_api.cloud(body["points"])
+        steps = _at_most(body.get("steps", 100), MAX_COMPLETE_STEPS, "steps")
+        kwargs = dict((key, body[key]) for key in ("lr", "tol", "init", "seed") if body.get(key) is not None)
+        kwargs["steps"] = steps
+
+        def check(model):
+            try:
+                model.complete(partial, callback=_stop_at_once, **kwargs)
+            except _Stop:
+                pass
+        slot.run(check, self.request_timeout)
+        partial_json = np.round(partial, shapes_api.DECIMALS).tolist()
+
+        def summary(model, step, z, objective, due):
+            values = {"loss": float(np.asarray(objective, dtype=np.float64)[0])}
+            if due:
+                points = model.decode(np.asarray(z, dtype=np.float32)[:1])
+                values["render"] = shapes_api.render_b64(model, points)[0]
+            return values
+
+        def finish(r):
+            points = slot.model.decode(np.asarray(r.z, dtype=np.float32)[:1])
+            result = {"steps": r.steps, "loss": np.asarray(r.loss).tolist(),
+                      "loss_start": np.asarray(r.history[0]).tolist(), "latents": np.asarray(r.z).tolist(),
+                      "partial": partial_json, "points": np.round(points[0], shapes_api.DECIMALS).tolist(),
+                      "render": shapes_api.render_b64(slot.model, points)[0],
+                      "partial_render": shapes_api.render_b64(slot.model, [partial])[0]}
+            return result, {"render": result["render"]}
+
+        return self._start_job(slot, name, steps, wait,
+                               lambda model, progress: model.complete(partial, callback=progress, **kwargs),
+                               summary, finish)
+
+    def _start_job(self, slot, name, steps, wait, call, summary, finish):
+        """Queue a completion job (202 with its id) or, with ``wait``, run it and return the result."""
         job = Job(secrets.token_hex(8), slot, steps)
         slot.reserve()
         with self._jobs_lock:
             self._forget_old_jobs()
             self.jobs[job.id] = job
-        thread = threading.Thread(target=self._run_job, args=(job, x, mask, kwargs, infer), name="job-" + job.id)
+        thread = threading.Thread(target=self._run_job, args=(job, call, summary, finish), name="job-" + job.id)
         thread.daemon = True
         thread.start()
         if wait:
@@ -590,7 +687,9 @@ class Api(object):
                 del self.jobs[job_id]
                 done = done[1:]
 
-    def _run_job(self, job, x, mask, kwargs, infer):
+    def _run_job(self, job, call, summary, finish):
+        """Run ``call(model, progress)`` for ``job``: ``summary(model, step, z, objective, due)`` gives each
+        step's progress values (a picture only when ``due``), ``finish(result)`` the result and last values."""
         slot, m = job.slot, job.slot.model
         deadline = time.monotonic() + self.job_timeout
         started = None
@@ -599,8 +698,6 @@ class Api(object):
             if job.cancelled:
                 raise _Stop("cancelled")
             job.update(state="running")
-            k = len(m.labels) if infer else 1
-            ints = None if infer or kwargs["labels"] is None else m.label_matrix(kwargs["labels"], len(x))[1]
             last = [0.0]
 
             def progress(step, z, objective):
@@ -608,25 +705,17 @@ class Api(object):
                     raise _Stop("cancelled")
                 if time.monotonic() > deadline:
                     raise _Stop("timeout")
-                table = np.asarray(objective, dtype=np.float64).reshape(len(x), k)
-                values = {"step": step, "loss": float(np.mean(table.min(axis=1)))}
                 now = time.monotonic()
-                if now - last[0] >= PROGRESS_EVERY_S or step == job.steps:
+                due = now - last[0] >= PROGRESS_EVERY_S or step == job.steps
+                if due:
                     last[0] = now
-                    pick = np.argmin(table, axis=1) if infer else None
-                    rows = np.arange(len(x)) * k + (pick if infer else 0)
-                    zz = np.asarray(z, dtype=np.float32)[rows]
-                    decoded = m.decode(zz, pick if infer else ints)
-                    values["image"] = png_b64(np.where(np.broadcast_to(mask, x.shape) == 1, x, decoded))
-                    values["labels"] = pick.tolist() if infer else (None if ints is None else ints.tolist())
+                values = summary(m, step, z, objective, due)
+                values["step"] = step
                 job.update(**values)
 
-            r = m.complete(x, mask, callback=progress, **kwargs)
-            result = {"steps": r.steps, "loss": r.loss.tolist(), "nll": r.nll.tolist(), "loss_start": r.history[0].tolist(),
-                      "labels": None if r.labels is None else r.labels.tolist(), "labels_inferred": infer,
-                      "latents": r.z.tolist(), "images": png_b64(r.x), "decoded": png_b64(r.decoded)}
-            job.update(state="done", result=result, image=result["images"], step=r.steps,
-                       labels=result["labels"])
+            r = call(m, progress)
+            result, values = finish(r)
+            job.update(state="done", result=result, step=r.steps, **values)
         except _Stop as stop:
             if str(stop) == "cancelled":
                 job.update(state="cancelled", error=(409, "The completion was cancelled."))

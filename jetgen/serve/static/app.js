@@ -147,6 +147,12 @@ async function selectModel(name) {
   $('grid').innerHTML = '';
   $('strip').innerHTML = '';
   resetDraw();
+  const points = state.model.output.type === 'points';
+  for (const t of ['sample', 'explore', 'draw']) document.querySelector('[data-tab="' + t + '"]').hidden = points;
+  document.querySelector('[data-tab="shapes"]').hidden = !points;
+  document.querySelector('.kept').hidden = points;
+  selectTab(points ? 'shapes' : 'sample');
+  if (window.shapesSelect) window.shapesSelect(state.model);
   renderStatus();
 }
 
@@ -158,7 +164,8 @@ function renderCard() {
   const parity = Object.keys(m.graphs).map((g) => g + ' ' + maxAbs(g)).join(', ');
   const rows = [
     ['kind', m.kind + (m.arch ? ' (' + m.arch + ')' : '')],
-    ['output', m.output.type + ' ' + m.output.shape.join('×') + ' in [' + m.output.range.join(', ') + ']'],
+    ['output', m.output.type + ' ' + m.output.shape.join('×') + (m.output.range ? ' in [' + m.output.range.join(', ') + ']' :
+      ' (' + m.output.patches + ' patches of ' + m.output.grid + '×' + m.output.grid + ')')],
     ['latent', m.latent_dim + ' numbers, ' + m.prior + ' prior'],
     ['labels', m.conditional ? m.labels.join(' ') : 'none (unconditional)'],
     ['precision', m.precision],
@@ -664,7 +671,7 @@ async function pollJob(job, onEvent, since) {
 // ---------------------------------------------------------------- tabs and start ------------------------------
 function selectTab(name) {
   document.querySelectorAll('[data-tab]').forEach((b) => b.setAttribute('aria-selected', String(b.dataset.tab === name)));
-  for (const t of ['sample', 'explore', 'draw']) $('tab-' + t).hidden = t !== name;
+  for (const t of ['sample', 'explore', 'draw', 'shapes']) $('tab-' + t).hidden = t !== name;
 }
 
 function setup() {
