@@ -21,22 +21,21 @@ DECIMALS = 3
 
 
 def is_points(model):
-    """Whether ``model`` decodes point clouds (a 3D bundle) rather than images."""
-    return getattr(model, "output_type", "image") == "points"
+    """Whether ``model`` decodes point clouds (a jetgen.runtime.points.PointModel) rather than images."""
+    return isinstance(getattr(model, "points", None), dict)
 
 
 def layout(model):
     """(patches, points per patch) of a 3D model's decoded clouds."""
-    patches = int(model.patches)
-    return patches, int(model.output_shape[0]) // max(patches, 1)
+    return int(model.points["patches"]), int(model.patch_size)
 
 
 def card(model):
     """The card fields of a 3D model: what its output is and the mesh faces the page draws with."""
     patches, per_patch = layout(model)
-    faces = model.faces
-    return {"output": {"type": "points", "shape": list(model.output_shape), "patches": patches, "grid": model.grid,
-                       "points_per_patch": per_patch, "faces": np.asarray(faces).tolist() if faces is not None else None}}
+    return {"output": {"type": "points", "shape": list(model.output_shape), "patches": patches,
+                       "grid": int(model.points["grid"]), "points_per_patch": per_patch,
+                       "faces": np.asarray(model.faces).tolist()}}
 
 
 def render_b64(model, clouds, views=((20.0, -45.0),)):
