@@ -111,7 +111,7 @@ async function cutAndComplete() {
         shapes.items.push(done);
         shapes.picked = shapes.items.length - 1;
         shapes.partial = r.partial;
-        info.textContent = 'completed in ' + r.steps + ' steps: one-sided Chamfer ' + Number(r.loss[0]).toExponential(2) +
+        info.textContent = 'completed in ' + r.steps + ' steps: objective (scaled one-sided Chamfer + prior) ' + Number(r.loss[0]).toExponential(2) +
           ' (from ' + Number(r.loss_start[0]).toExponential(2) + '); grey: the kept half.';
         drawShape();
       } else {
