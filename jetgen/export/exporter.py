@@ -17,6 +17,7 @@ import numpy as np
 
 from jetgen.errors import JetgenError
 from jetgen.export.feeds import sample_prior  # noqa: F401  (part of this module's API)
+from jetgen.spec import POINT_KINDS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_TOL = 1e-4
@@ -53,6 +54,10 @@ def write_bundle(source, target, out, precision="fp32", calib_samples=500, max_b
     try:
         with AtomicDirectory(out, force=force) as tmp:
             graphs = {}
+            if source.points:
+                from jetgen.export.points import write_faces
+
+                write_faces(tmp, source.points)
             for name in source.graph_names:
                 graphs[name] = _export_graph(job, name, tmp)
             from jetgen.export.manifest import build_manifest
@@ -179,9 +184,13 @@ def _export_torch(job, graph, module):
     encoder, the dynamo exporter (opset 18) for the traced latent gradient."""
     from jetgen.export import onnx_tools
 
+    from jetgen.export.grad_export import LatentGradModule
+
     source = job.source
+    # only a make_fx-traced gradient needs the dynamo exporter; a hand-written one exports like a decoder
+    legacy = not isinstance(module, LatentGradModule)
     return onnx_tools.export_torch(module, source.example_inputs(graph, TRACE_BATCH), source.input_names(graph),
-                                   source.output_names(graph), job.opset, graph, legacy=graph != "latent_grad",
+                                   source.output_names(graph), job.opset, graph, legacy=legacy,
                                    max_batch=job.max_batch, where=job.where)
 
 
@@ -315,6 +324,11 @@ def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_ba
     from jetgen.train.rundir import load_run
 
     get_target(target)
+    if _run_kind(run_dir) in POINT_KINDS:
+        from jetgen.export.points import export_points_run, load_points_run
+
+        return export_points_run(load_points_run(run_dir), target, out, precision=precision,
+                                 calib_samples=calib_samples, max_batch=max_batch, force=force, log=log)
     run = load_run(run_dir)
     model = run.model.eval()
     config = run.config
@@ -325,6 +339,18 @@ def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_ba
         labels=_labels(config, model) or None, data=_run_data(run), precision=precision, max_batch=max_batch,
         metadata=run_provenance(run), force=force, log=log, calib_samples=calib_samples, kind=model.kind,
         arch=config.get("arch") or model.archs[0])
+
+
+def _run_kind(run_dir):
+    """The ``model`` a run's config.json names (None when it cannot be read: load_run says why)."""
+    from jetgen.spec import load_json
+
+    path = os.path.join(os.fspath(run_dir), "config.json")
+    try:
+        config = load_json(path, "run configuration") if os.path.isfile(path) else None
+    except JetgenError:
+        return None
+    return config.get("model") if isinstance(config, dict) else None
 
 
 def _run_data(run):
