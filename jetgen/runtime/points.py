@@ -222,3 +222,76 @@ class PointModel(Model):
             if len(z) != len(clouds):
                 raise JetgenError("Got {} initial latents for {} clouds.".format(len(z), len(clouds)))
         return self.prior.project(np.asarray(z, dtype=np.float64))
+
+
+# -- writing clouds ------------------------------------------------------------------------------
+CLOUD_OUTPUTS = (".obj", ".ply", ".npy", ".xyz", ".png")
+
+
+def numbered(path, index, count):
+    """``path`` itself for one output, else PATH-index.ext (shapes.obj -> shapes-0.obj, ...)."""
+    if count == 1:
+        return path
+    base, ext = os.path.splitext(path)
+    return "{}-{}{}".format(base, index, ext)
+
+
+def save_clouds(path, clouds, faces=None, colours=None, titles=None, scene_layout=False):
+    """Write clouds (n, N, 3) to ``path`` by its extension, atomically; return the paths written.
+
+    .obj/.ply: one mesh per cloud (with ``faces``; PATH-i.ext when n > 1) or, with ``scene_layout``,
+    one file with the clouds side by side; .xyz likewise as points; .npy one float32 (n, N, 3)
+    array; .png a labelled render (``render_sheet``). JetgenError for another extension.
+    """
+    from jetgen.atomic import atomic_write_bytes
+    from jetgen.runtime.shapes import scene, write_mesh, write_points
+
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in CLOUD_OUTPUTS:
+        raise JetgenError("Cannot write {}: point clouds go to {} files.".format(path, ", ".join(CLOUD_OUTPUTS)))
+    clouds = np.asarray(clouds, dtype=np.float32)
+    mesh = ext in (".obj", ".ply") and faces is not None
+    if ext == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, clouds, allow_pickle=False)
+        atomic_write_bytes(path, buf.getvalue())
+        return [path]
+    if ext == ".png":
+        render_sheet(path, clouds, colours, titles)
+        return [path]
+    if scene_layout:
+        vertices, tris = scene(clouds, faces if mesh else None)
+        clouds, faces, paths = vertices[None], tris, [path]
+    else:
+        paths = [numbered(path, i, len(clouds)) for i in range(len(clouds))]
+    for p, cloud in zip(paths, clouds):
+        if mesh:
+            write_mesh(p, cloud, faces)
+        else:
+            write_points(p, cloud)
+    return paths
+
+
+def render_sheet(path, clouds, colours=None, titles=None):
+    """A PNG of ``clouds`` (a list of (P, 3) arrays), one row per cloud seen from three views, each
+    row titled (``titles``, default "0", "1", ...); ``colours`` None or one (P, 3) array (or None) per cloud."""
+    from jetgen.runtime.images import write_png
+    from jetgen.runtime.lettering import titled_grid
+    from jetgen.runtime.shapes import DEFAULT_VIEWS, render_view
+
+    tiles = []
+    for i, cloud in enumerate(clouds):
+        tint = None if colours is None else colours[i]
+        tiles.extend(render_view(cloud, 160, e, a, tint) for e, a in DEFAULT_VIEWS)
+    x = np.stack(tiles).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    titles = list(titles) if titles is not None else [str(i) for i in range(len(clouds))]
+    write_png(path, titled_grid(x, len(DEFAULT_VIEWS), titles, scale=1))
+
+
+def decoded_colours(model, n):
+    """Per-patch colours for ``n`` decoded clouds of ``model`` (a list for ``save_clouds``)."""
+    from jetgen.runtime.shapes import patch_colours
+
+    return [patch_colours(model.points["patches"], model.patch_size)] * n
