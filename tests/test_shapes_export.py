@@ -13,72 +13,22 @@ import pytest
 import torch
 
 from jetgen.errors import JetgenError
-from jetgen.export import Chamfer, ExportData, export_model
-from jetgen.models.atlasnet import AtlasNet
 from jetgen.models.chamfer import one_sided_chamfer
 from jetgen.runtime.model import Model
 from jetgen.runtime.optim import Adam
 from jetgen.runtime.shapes import chamfer_one_sided, cut_by_plane
+from tests.shapes_fixtures import ellipsoids, export, shared_bundle
 from tests.test_runtime_torchfree import BLOCKED, PROGRAM, ROOT
 
-SETTINGS = dict(latent_dim=8, patches=4, hidden=32, layers=2, train_points=128, encoder_points=64, grid=5)
-TARGET_POINTS = 96
 
-
-def ellipsoids(n, points, seed):
-    """Clouds on ellipsoid surfaces with random axes and a random tilt: a small real family of shapes."""
-    rng = np.random.RandomState(seed)
-    out = np.empty((n, points, 3), dtype=np.float32)
-    for i in range(n):
-        u = rng.standard_normal((points, 3))
-        u /= np.linalg.norm(u, axis=1, keepdims=True)
-        axes = rng.uniform(0.3, 1.0, 3)
-        c, s = np.cos(rng.uniform(0, np.pi)), np.sin(rng.uniform(0, np.pi))
-        rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-        out[i] = (u * axes).dot(rot.T)
-    return out
-
-
-def train(model, clouds, steps=150, seed=0):
-    torch.manual_seed(seed)
-    x = torch.from_numpy(clouds)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(steps):
-        batch = x[torch.randint(0, len(x), (16,))]
-        t = model.terms(batch)
-        loss = (t["recon"] + 0.01 * t["kl"].sum(1)).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
-def settings(model, target_points=TARGET_POINTS):
-    return {"patches": model.patches, "grid": model.grid, "faces": model.faces(), "encoder_points": model.encoder_points,
-            "target_points": target_points, "loss_scale": model.recon_scale, "prior_weight": 0.01}
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return shared_bundle(tmp_path_factory)[1:]
 
 
 @pytest.fixture(scope="module")
-def trained():
-    torch.set_num_threads(1)
-    model = AtlasNet("vae", **SETTINGS)
-    data = ellipsoids(72, 400, 0)
-    return train(model, data[:64]), data[:64], data[64:]
-
-
-def export(model, train_x, test_x, out, target="nano", **options):
-    return export_model(model.grid_decoder(), model.latent_dim, out, target, encoder=model.encode, output="points",
-                        likelihood=Chamfer(model.latent_grad_module()), points=settings(model),
-                        data=ExportData(test_x, calib_x=train_x), max_batch=64, **options)
-
-
-@pytest.fixture(scope="module")
-def bundle(trained, tmp_path_factory):
-    model, train_x, test_x = trained
-    out = str(tmp_path_factory.mktemp("shapes") / "shapes.jetgen")
-    export(model, train_x, test_x, out)
-    return out
+def bundle(tmp_path_factory):
+    return shared_bundle(tmp_path_factory)[0]
 
 
 def test_the_nano_bundle_holds_three_opset13_graphs_faces_and_the_3d_settings(bundle, trained):
