@@ -147,10 +147,11 @@ def test_a_trained_run_exports_with_its_mixture_prior_and_transfer_provenance(tm
     with open(os.path.join(run_dir, "latent_prior.json"), "w") as handle:
         json.dump(prior, handle)
     out = str(tmp_path / "run.jetgen")
-    code, text = run("export", run_dir, "--target", "nano", "--out", out, "--max-batch", 32)
+    code, text = run("export", run_dir, "--target", "nano", "--out", out)
     assert code == 0, text
     with open(os.path.join(out, "manifest.json")) as handle:
         manifest = json.load(handle)
+    assert manifest["graphs"]["latent_grad"]["batch"]["max"] == 16  # the point-cloud default fits a Nano
     assert manifest["model"]["prior"]["family"] == "gmm"
     assert manifest["provenance"]["init_from"]["run"] == "runs/ae"
     assert manifest["model"]["points"]["prior_weight"] == 0.01

@@ -22,6 +22,8 @@ from jetgen.spec import POINT_KINDS
 PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_TOL = 1e-4
 BATCH_OPT = 64
+MAX_BATCH = 1024  # export_run's default largest batch
+POINTS_MAX_BATCH = 16  # point clouds: a (16, 1024, 1024) distance matrix fits a Nano's memory budget
 TRACE_BATCH = 3  # tracing batch: not 1, so the batch axis is never specialised away
 
 
@@ -183,7 +185,6 @@ def _export_torch(job, graph, module):
     """The raw ONNX export of ``module``: the legacy exporter at the target opset for the decoder and
     encoder, the dynamo exporter (opset 18) for the traced latent gradient."""
     from jetgen.export import onnx_tools
-
     from jetgen.export.grad_export import LatentGradModule
 
     source = job.source
@@ -209,7 +210,7 @@ def _prepare_latent_grad(job):
     lik = source.likelihood
     job.grad_key = (source.weights_sha256(), type(source.decoder.module).__qualname__, source.decoder.method,
                     type(lik).__qualname__, repr(sorted(vars(lik).items())), source.output_shape,
-                    source.num_classes, job.max_batch)
+                    source.num_classes, job.max_batch, source.points and source.points["target_points"])
     if job.grad_key in _TRACED:
         return
     try:
@@ -309,11 +310,13 @@ def _offline_check(job, directory):
 
 # ------------------------------------------------------------------- jetgen's own runs
 
-def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_batch=1024, force=False, log=None):
+def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_batch=None, force=False, log=None):
     """Export the run at ``run_dir`` for ``target`` into the bundle directory ``out``; return the manifest.
 
     ``precision``: fp32, fp16 (fp16 arithmetic, float32 interfaces) or int8 (static QDQ calibrated on
-    ``calib_samples`` training examples; the latent gradient stays fp16). ``log`` is an optional
+    ``calib_samples`` training examples; the latent gradient stays fp16). ``max_batch``: the largest
+    batch the graphs declare (default 1024; point clouds 16, whose gradient graph at batch 1024 would
+    need tens of GB). ``log`` is an optional
     callable taking progress sentences. Raises JetgenError for an unknown target or precision, int8 on
     a board without INT8, an existing ``out`` without ``force``, a missing or corrupt run, a model the
     ONNX exporters cannot translate, or fp32 parity worse than PARITY_TOL.
@@ -328,7 +331,9 @@ def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_ba
         from jetgen.export.points import export_points_run, load_points_run
 
         return export_points_run(load_points_run(run_dir), target, out, precision=precision,
-                                 calib_samples=calib_samples, max_batch=max_batch, force=force, log=log)
+                                 calib_samples=calib_samples, max_batch=max_batch or POINTS_MAX_BATCH, force=force,
+                                 log=log)
+    max_batch = max_batch or MAX_BATCH
     run = load_run(run_dir)
     model = run.model.eval()
     config = run.config
