@@ -10,7 +10,7 @@ import trimesh
 from click.testing import CliRunner
 
 from jetgen.cli import main
-from jetgen.runtime.shapes import cut_by_plane, write_points
+from jetgen.runtime.shapes import cut_by_plane, write_mesh, write_points
 from tests.runtime_fixtures import make_bundle
 from tests.shapes_fixtures import SETTINGS, ellipsoids, shared_bundle
 
@@ -85,6 +85,11 @@ def test_complete_a_partial_scan_into_a_mesh_and_a_sheet(bundle, tmp_path):
     mesh = trimesh.load(str(tmp_path / "completed.obj"), process=False)
     assert mesh.vertices.shape == (N_POINTS, 3) and mesh.faces.shape == (N_FACES, 3)
     assert os.path.getsize(str(tmp_path / "sheet.png")) > 1000
+    write_mesh(str(tmp_path / "partial.obj"), partial, None)  # a mesh's vertices are a cloud too
+    code, out = run("complete", bundle, "--input", tmp_path / "partial.obj", "--out", tmp_path / "again.npy",
+                    "--json")
+    assert code == 0, out
+    assert json.loads(out)["input_points"] == len(partial)
 
 
 def test_info_shows_the_3d_settings(bundle):
