@@ -147,8 +147,11 @@ class PointModel(Model):
         return self._decode(self.encode(clouds, labels)[0], None)
 
     def _to_latent(self, value, y, seed):
-        arr = np.asarray(value, dtype=np.float64)
-        if arr.ndim == 1 or (arr.ndim == 2 and arr.shape == (1, self.latent_dim)):
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None  # clouds of different sizes: as_clouds says what is wrong
+        if arr is not None and (arr.ndim == 1 or arr.shape == (1, self.latent_dim)):
             return self._latents(arr)[0]
         clouds = as_clouds(value, "interpolation end point")
         if len(clouds) != 1:
