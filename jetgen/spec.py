@@ -17,8 +17,9 @@ from jetgen.atomic import recover
 from jetgen.errors import JetgenError
 
 FORMAT = "jetgen-bundle"
-FORMAT_VERSION = 1  # what the exporter writes
-FORMAT_VERSIONS = (1,)  # what readers accept
+FORMAT_VERSION = 1  # what the exporter writes for image models (every reader since 0.1 reads them)
+POINTS_FORMAT_VERSION = 2  # point-cloud (atlasnet) bundles: version 1 readers refuse them with a sentence
+FORMAT_VERSIONS = (1, 2)  # what readers accept
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # a manifest is a few kB; refuse to parse anything huge
 MAX_JSON_DEPTH = 32  # a real manifest nests 5 deep; deeper input is refused before json recurses
@@ -33,7 +34,11 @@ MAX_GOLDEN_NAME = 64
 KINDS = ("vae", "cvae", "ad", "vad", "atlasnet")  # model kinds a bundle may declare (atlasnet: 3D point clouds)
 GRAPHS = ("decoder", "encoder", "latent_grad")  # in bundle order
 PRECISIONS = ("fp32", "fp16", "int8")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "chamfer")  # chamfer: one-sided, observed points to decoded ones
+POINT_KINDS = ("atlasnet",)  # kinds whose output is a point cloud (N, 3) with a mesh's faces (model.points)
+FACES_FILE = "faces.npy"
+MAX_FACES = 1 << 22
+MAX_CLOUD_POINTS = 1 << 20  # per cloud, in any interface tensor
 # prior family -> its parameters, each a vector of latent_dim numbers (jetgen.runtime.priors does the maths)
 PRIOR_FAMILIES = {"gaussian": ("mean", "std"), "exponential": ("rate",), "uniform": ("low", "high")}
 # how each family's parameters must be ordered or signed, as (parameter, rule) for error messages
@@ -57,11 +62,18 @@ def output_names(graph):
     return {"decoder": ["x"], "encoder": ["mu", "logvar"], "latent_grad": ["loss", "grad"]}[graph]
 
 
-def expected_interface(graph, latent_dim, n_labels, output_shape):
-    """The tensors the format fixes for ``graph``: (inputs, outputs), each a list of (name, shape after batch)."""
+def expected_interface(graph, latent_dim, n_labels, output_shape, points=None):
+    """The tensors the format fixes for ``graph``: (inputs, outputs), each a list of (name, shape after batch).
+
+    ``points`` (a point-cloud model's ``model.points`` section): the encoder reads ``encoder_points``
+    points (Ne, 3) and latent_grad ``target`` (M, 3) with ``mask`` (M,), M = ``target_points``."""
     out = list(output_shape)
     shapes = {"z": [latent_dim], "y": [n_labels], "x": out, "mu": [latent_dim], "logvar": [latent_dim],
               "target": out, "mask": out, "loss": [], "grad": [latent_dim]}
+    if points is not None:
+        shapes.update(target=[points["target_points"], 3], mask=[points["target_points"]])
+        if graph == "encoder":
+            shapes["x"] = [points["encoder_points"], 3]
     return ([(n, shapes[n]) for n in input_names(graph, bool(n_labels))],
             [(n, shapes[n]) for n in output_names(graph)])
 
@@ -416,8 +428,46 @@ def check_graph_entry(graph, entry):
     return entry
 
 
+MAX_MIXTURE_COMPONENTS = 1024
+COVARIANCE_TYPES = ("full", "diag")
+
+
+def _check_mixture(params, latent_dim):
+    """A gmm prior's params (jetgen.runtime.gmm): weights [K], means [K][D], covariances [K][D][D] (full)
+    or [K][D] (diag), as plain lists of finite numbers; the runtime checks definiteness when it builds it."""
+    kind = params.get("covariance_type", "full")
+    if kind not in COVARIANCE_TYPES:
+        raise JetgenError("The manifest's gmm prior has covariance_type {!r}; expected full or diag.".format(_short(kind)))
+    weights = need(params, "weights", list, "model.prior.params.weights")
+    k = len(weights)
+    if not 1 <= k <= MAX_MIXTURE_COMPONENTS:
+        raise JetgenError("The manifest's gmm prior has {} components; it needs 1 to {}.".format(k, MAX_MIXTURE_COMPONENTS))
+    weights = float_list(weights, k, "model.prior.params.weights")
+    if min(weights) < 0 or not 0.999 <= sum(weights) <= 1.001:
+        raise JetgenError("The manifest's gmm prior weights must be >= 0 and sum to 1.")
+    means = need(params, "means", list, "model.prior.params.means")
+    if len(means) != k:
+        raise JetgenError("The manifest's gmm prior has {} weights but {} means.".format(k, len(means)))
+    means = [float_list(m, latent_dim, "model.prior.params.means[{}]".format(i)) for i, m in enumerate(means)]
+    covs = need(params, "covariances", list, "model.prior.params.covariances")
+    if len(covs) != k:
+        raise JetgenError("The manifest's gmm prior has {} weights but {} covariances.".format(k, len(covs)))
+    where = "model.prior.params.covariances[{}]"
+    if kind == "diag":
+        covs = [float_list(c, latent_dim, where.format(i)) for i, c in enumerate(covs)]
+    else:
+        covs = [[float_list(row, latent_dim, where.format(i)) for row in need({"c": c}, "c", list, where.format(i))]
+                for i, c in enumerate(covs)]
+        if any(len(c) != latent_dim for c in covs):
+            raise JetgenError("The manifest's gmm prior covariances must be {0} x {0} matrices.".format(latent_dim))
+    return {"family": "gmm", "params": {"covariance_type": kind, "weights": weights, "means": means,
+                                        "covariances": covs}}
+
+
 def _check_prior(prior, latent_dim):
     family = need(prior, "family", str, "model.prior.family")
+    if family == "gmm":
+        return _check_mixture(need(prior, "params", dict, "model.prior.params"), latent_dim)
     if family not in PRIOR_FAMILIES:
         raise JetgenError("The manifest's prior family {!r} is unknown to this runtime (known: {}); "
                           "update jetgen.".format(_short(family), ", ".join(sorted(PRIOR_FAMILIES))))
@@ -446,6 +496,38 @@ def _check_likelihood(model):
     return {"name": name, "sigma": float(sigma) if name == "gaussian" else None}
 
 
+def _check_points(points, n_points):
+    """A point-cloud model's ``model.points``: patches, grid (n_points = patches * grid^2),
+    encoder_points, target_points (M), loss_scale, prior_weight, and the faces file entry."""
+    out = {}
+    for key, low, high in (("patches", 1, 4096), ("grid", 2, 1024), ("encoder_points", 1, MAX_CLOUD_POINTS),
+                           ("target_points", 1, MAX_CLOUD_POINTS)):
+        value = need(points, key, int, "model.points." + key)
+        if not low <= value <= high:
+            raise JetgenError("The manifest's model.points.{} must be from {} to {}, not {}.".format(key, low, high, value))
+        out[key] = value
+    if out["patches"] * out["grid"] ** 2 != n_points:
+        raise JetgenError("The manifest's model.output.shape has {} points but {} patches of {}x{} make {}; "
+                          "re-export the bundle.".format(n_points, out["patches"], out["grid"], out["grid"],
+                                                         out["patches"] * out["grid"] ** 2))
+    for key in ("loss_scale", "prior_weight"):
+        value = points.get(key)
+        if not _number(value) or value < 0:
+            raise JetgenError("The manifest's model.points.{} must be a number >= 0, not {!r}.".format(key, _short(value)))
+        out[key] = float(value)
+    faces = need(points, "faces", dict, "model.points.faces")
+    name = check_file_name(faces.get("file"), "the faces")
+    sha = need(faces, "sha256", str, "model.points.faces.sha256")
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower()):
+        raise JetgenError("The manifest's model.points.faces.sha256 is not a sha256 hex digest.")
+    count = need(faces, "count", int, "model.points.faces.count")
+    if count != out["patches"] * 2 * (out["grid"] - 1) ** 2 or count > MAX_FACES:
+        raise JetgenError("The manifest's model.points.faces.count {} does not fit {} patches of a {}x{} grid; "
+                          "re-export the bundle.".format(count, out["patches"], out["grid"], out["grid"]))
+    out["faces"] = {"file": name, "sha256": sha.lower(), "count": count}
+    return out
+
+
 def _check_model(model):
     model = dict(need({"model": model}, "model", dict, "the model section"))
     kind = need(model, "kind", str, "model.kind")
@@ -463,7 +545,13 @@ def _check_model(model):
     model["labels"] = list(labels) if model["conditional"] else []
     output = dict(need(model, "output", dict, "model.output"))
     shape = need(output, "shape", list, "model.output.shape")
-    if len(shape) != 3 or not all(is_int(s) and s > 0 for s in shape):
+    if kind in POINT_KINDS:
+        if len(shape) != 2 or not is_int(shape[0]) or not 1 <= shape[0] <= MAX_CLOUD_POINTS or shape[1] != 3:
+            raise JetgenError("The manifest's model.output.shape must be [points, 3] for a {} model, with at most "
+                              "{} points.".format(kind, MAX_CLOUD_POINTS))
+        model["points"] = _check_points(need(model, "points", dict, "model.points"), shape[0])
+        shape = [1] + list(shape)  # the size check below, as one (1, N, 3) block
+    elif len(shape) != 3 or not all(is_int(s) and s > 0 for s in shape):
         raise JetgenError("The manifest's model.output.shape must be three positive integers (C, H, W).")
     if shape[0] * shape[1] * shape[2] > MAX_TENSOR_ELEMENTS:
         raise JetgenError("The manifest's model.output.shape {} is larger than this runtime accepts ({} values "
@@ -491,13 +579,18 @@ def check_manifest(manifest):
         raise JetgenError("The manifest lists no decoder graph; re-export the bundle.")
     checked = {}
     n_labels = len(model["labels"]) if model["conditional"] else 0
+    if model["kind"] in POINT_KINDS and manifest["format_version"] < POINTS_FORMAT_VERSION:
+        raise JetgenError("The manifest declares a {} model at format_version {}, but point-cloud bundles are "
+                          "version {}; re-export the bundle.".format(model["kind"], manifest["format_version"],
+                                                                     POINTS_FORMAT_VERSION))
     for name, entry in graphs.items():
         if name not in GRAPHS:
             raise JetgenError("The manifest lists an unknown graph {!r} (known: {}).".format(_short(name), ", ".join(GRAPHS)))
         entry = check_graph_entry(name, entry)
         for key in ("sha256", "bytes"):
             need(entry, key, str if key == "sha256" else int, "graphs.{}.{}".format(name, key))
-        inputs, outputs = expected_interface(name, model["latent_dim"], n_labels, model["output"]["shape"])
+        inputs, outputs = expected_interface(name, model["latent_dim"], n_labels, model["output"]["shape"],
+                                             model.get("points"))
         _check_tensors(name, entry, "inputs", inputs)
         _check_tensors(name, entry, "outputs", outputs)
         _check_golden_interface(name, entry.get("golden") or [], inputs, outputs)

@@ -99,7 +99,7 @@ def _export(run, spec_path, options, log):
         from jetgen.export.exporter import export_run
 
         manifest = export_run(run, options["target"], options["out"], precision=options["precision"] or "fp32",
-                              calib_samples=options["calib_samples"] or 500, max_batch=options["max_batch"] or 1024,
+                              calib_samples=options["calib_samples"] or 500, max_batch=options["max_batch"],
                               force=bool(options["force"]), log=log)
         out = options["out"]
     return manifest, out

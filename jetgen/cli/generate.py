@@ -4,13 +4,17 @@ They import only click, numpy and the runtime (the backend's own module when a g
 they run on a Jetson without torch. One vocabulary: ``-n/--n`` counts, ``--label K`` is one label and
 ``--labels all|0,3,7|FILE.npy`` several, ``-o/--out`` the file written. A conditional model given no
 label samples and interpolates every label, one row each. Outputs are written atomically: ``.png`` a
-picture, ``.npy`` float32 (n, C, H, W) in [0, 1]. Python 3.6 compatible.
+picture, ``.npy`` float32 (n, C, H, W) in [0, 1]. Point-cloud bundles (3D) write meshes (.obj,
+.ply: one file per shape, or ``--scene`` one file), clouds (.npy (n, N, 3), .xyz) or a labelled render
+(.png) and read clouds (.ply, .xyz, .npy): jetgen.runtime.points. Python 3.6 compatible.
 """
 import os
 
 import click
 import numpy as np
 
+from jetgen.cli.clouds import (check_any_out, complete_points, points_model, print_points_completion,
+                               sample_points, save_points_output, scene_option)
 from jetgen.cli.options import (backend_options, check_out, draw_seed, label_indices, label_options, open_model,
                                 out_option, parse_labels, row_labels)
 from jetgen.cli.output import emit_json
@@ -43,13 +47,16 @@ MAX_STEPS = 100000
 @out_option("a PNG grid (one row per label) or a .npy array (n, C, H, W).")
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def sample(bundle, n, label, labels_text, seed, temperature, out, backend, precision, device, threads, as_json):
-    """Draw samples from BUNDLE's prior and decode them into a PNG grid or .npy array."""
-    check_out(out)
+@scene_option
+def sample(bundle, n, label, labels_text, seed, temperature, out, backend, precision, device, threads, as_json, scene):
+    """Draw samples from BUNDLE's prior and decode them into a PNG grid or .npy array (3D: meshes too)."""
+    check_any_out(out)
     asked = parse_labels(label, labels_text)
     seed, drawn = draw_seed(seed)
     note = None
     with open_model(bundle, backend, precision, device, threads) as model:
+        if points_model(model, out):
+            return sample_points(model, n or GRID_COLUMNS, seed, drawn, temperature, out, scene, as_json)
         rows = row_labels(model, asked)
         if rows is None or label is not None:  # one label (or none): rows of GRID_COLUMNS
             count, columns = n or DEFAULT_N, GRID_COLUMNS
@@ -99,6 +106,10 @@ def load_endpoint(model, text):
             return _pick(arr, index or 0, text).astype(np.float32)
         if arr.ndim == 1:
             raise JetgenError("{} holds {} values but the latent size is {}.".format(text, arr.size, model.latent_dim))
+    if points_model(model):
+        from jetgen.runtime.shapes import read_points
+
+        return read_points(text)
     x = load_images(text, model.output_shape)
     if index is None and len(x) != 1:
         raise JetgenError("{} holds {} inputs; pick one with {}:K.".format(text, len(x), text))
@@ -123,10 +134,12 @@ def _pick(arr, index, text):
 @out_option("a PNG strip (one row per label) or a .npy array (frames, C, H, W).")
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary with the latents.")
+@scene_option
 def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_text, out, backend, precision, device,
-                threads, as_json):
-    """Decode a path between two latents or inputs of BUNDLE into a PNG strip or .npy array."""
-    check_out(out)
+                threads, as_json, scene):
+    """Decode a path between two latents or inputs of BUNDLE into a PNG strip or .npy array (3D: clouds
+    from .ply/.xyz/.npy files at the ends, meshes out)."""
+    check_any_out(out)
     if steps_alias is not None:
         if frames is not None:
             raise JetgenError("Give --frames only (--steps is its old name).")
@@ -138,7 +151,10 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
         a, b = load_endpoint(model, start), load_endpoint(model, end)
         paths = [model.interpolate(a, b, steps=frames, mode=mode, labels=lab) for lab in rows]
         x, z = np.concatenate([p[0] for p in paths]), np.concatenate([p[1] for p in paths])
-        save_outputs(out, x, columns=frames)
+        if points_model(model, out):
+            save_points_output(model, out, x, scene, ["frame {}".format(i) for i in range(len(x))])
+        else:
+            save_outputs(out, x, columns=frames)
     if as_json:
         emit_json({"out": out, "frames": frames, "mode": mode, "labels": None if rows == [None] else rows,
                    "latents": z.tolist()})
@@ -150,7 +166,8 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
 # -- complete ------------------------------------------------------------------------------------
 @click.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--input", "input_path", required=True, type=click.Path(), help="x.png or x.npy (n, C, H, W)")
+@click.option("--input", "input_path", required=True, type=click.Path(),
+              help="x.png or x.npy (n, C, H, W); 3D: a partial cloud .ply, .xyz or .npy (P, 3)")
 @click.option("--mask", "mask_path", default=None, type=click.Path(),
               help="m.png (white = observed) or m.npy (1 = observed)")
 @click.option("--mask-region", type=click.Choice(MASK_REGIONS), default=None, help="Hide this region.")
@@ -161,29 +178,45 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
 @click.option("--tol", type=float, default=COMPLETE_TOL, show_default=True,
               help="Stop an input when its best loss improves less than this (relative) over {} steps (0: "
                    "only when it stops improving).".format(COMPLETE_WINDOW))
-@click.option("--init", type=click.Choice(INITS), default="prior_mean", show_default=True)
+@click.option("--init", type=click.Choice(INITS), default=None,
+              help="Start of the search [default: prior_mean; 3D: encoder, chosen by measurement].")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None,
               help="Seed of --init random [default: a fresh one, printed].")
 @out_option("a PNG sheet (rows: masked, completed, original) or a .npy array of the completed inputs "
-            "(n, C, H, W).")
+            "(n, C, H, W); 3D: the completed mesh (.obj, .ply), cloud (.npy, .xyz) or a .png render.")
+@click.option("--png", "png_path", default=None, type=click.Path(),
+              help="3D: also write a PNG sheet of the partial cloud beside the completed shape.")
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def complete(bundle, input_path, mask_path, mask_region, label, labels_text, steps, lr, tol, init, seed, out,
-             backend, precision, device, threads, as_json):
+             png_path, backend, precision, device, threads, as_json):
     """Fill in the hidden part of inputs by optimising their latents; report the loss reached.
 
     A .png output shows, per group of up to 8 inputs, the masked inputs, the completions and the
     originals in three titled rows, one input or many; a .npy output holds the completed inputs.
 
     A conditional model given no label tries every label and keeps the best per input.
+
+    A point-cloud bundle completes a partial scan (--input, no mask) into a whole shape.
     """
-    check_out(out)
-    if (mask_path is None) == (mask_region is None):
-        raise JetgenError("Give exactly one of --mask FILE or --mask-region REGION.")
-    asked = parse_labels(label, labels_text)
+    check_any_out(out)
     if init == "random":
         seed = draw_seed(seed)[0]
     with open_model(bundle, backend, precision, device, threads) as model:
+        if points_model(model, out):
+            if mask_path or mask_region or label is not None or labels_text is not None:
+                raise JetgenError("A point-cloud bundle completes the cloud it is given: drop --mask, --mask-region "
+                                  "and labels.")
+            report = complete_points(model, input_path, out, png_path, steps=steps, lr=lr, tol=tol,
+                                     init=init or "encoder", seed=seed)
+            return emit_json(report) if as_json else print_points_completion(report)
+        if png_path is not None:
+            raise JetgenError("--png is for point-cloud bundles; an image bundle's --out .png is the sheet.")
+        check_out(out)
+        init = init or "prior_mean"
+        if (mask_path is None) == (mask_region is None):
+            raise JetgenError("Give exactly one of --mask FILE or --mask-region REGION.")
+        asked = parse_labels(label, labels_text)
         x = load_images(input_path, model.output_shape)
         mask = load_mask(mask_path, model.output_shape) if mask_path else region_mask(mask_region, model.output_shape)
         if mask.ndim == 4 and len(mask) == 1 and len(x) > 1:

@@ -48,13 +48,32 @@ def model_lines(info):
         ("name", "{}  (format {}, created {})".format(info["name"], info["format_version"], info["created"])),
         ("model", "{} {}, latent size {}, output {} in {}".format(
             info["kind"], info["arch"] or "", info["latent_dim"], "x".join(map(str, out["shape"])), out["range"])),
-        ("prior", "{}: {}".format(info["prior"]["family"], ", ".join(
-            "{} {}".format(k, _spread(v)) for k, v in sorted(info["prior"]["params"].items())))),
+        ("prior", _prior_line(info["prior"])),
+    ] + _points_lines(info.get("points")) + [
         ("labels", ", ".join(info["labels"]) if info["conditional"] else "none (unconditional)"),
         ("likelihood", info["likelihood"].get("name")),
         ("precision", info["precision"]),
         ("target", (info["target"] or {}).get("name")),
     ])
+
+
+def _prior_line(prior):
+    params = prior["params"]
+    if prior["family"] == "gmm":  # a fitted mixture: its size, not its numbers
+        return "gmm: {} components, {} covariances".format(len(params["weights"]), params["covariance_type"])
+    return "{}: {}".format(prior["family"], ", ".join("{} {}".format(k, _spread(v)) for k, v in sorted(params.items())))
+
+
+def _points_lines(points):
+    """The 3D lines of a point-cloud bundle (none for images)."""
+    if not points:
+        return []
+    return [("3D", "{} patches of a {}x{} grid: {} points and {} faces ({}) per shape".format(
+                points["patches"], points["grid"], points["grid"], points["patches"] * points["grid"] ** 2,
+                points["faces"]["count"], points["faces"]["file"])),
+            ("3D inputs", "encoder reads {} points, completion {} observed points; loss_scale {:g}, prior_weight "
+                          "{:g}".format(points["encoder_points"], points["target_points"], points["loss_scale"],
+                                        points["prior_weight"]))]
 
 
 def graph_table(info):
@@ -77,7 +96,7 @@ def quality_table(quality):
         return ""
     prec = quality["precision"]
     rows = [(key.replace("_", " "), quality[key]["fp32"], quality[key][prec], "{:+.3g}".format(quality[key]["delta"]),
-             quality[key]["unit"]) for key in ("neg_elbo", "recon_error", "conditional_accuracy") if key in quality]
+             quality[key]["unit"]) for key in ("neg_elbo", "recon_error", "test_chamfer", "conditional_accuracy") if key in quality]
     rows.append(("max decode error", "-", _sci(quality.get("max_decode_error")), "-", "against fp32 outputs"))
     rows.append(("latent_grad max rel error", "-", _sci(quality.get("latent_grad_max_rel_error")), "-",
                  "the gradient graph stays fp16 in int8 bundles: quantised gradients are too coarse"

@@ -10,6 +10,7 @@ _PUBLIC = {
     "Likelihood": "jetgen.export.losses",
     "Bernoulli": "jetgen.export.losses",
     "Gaussian": "jetgen.export.losses",
+    "Chamfer": "jetgen.export.losses",
     "export_run": "jetgen.export.exporter",
 }
 __all__ = sorted(_PUBLIC)

@@ -19,17 +19,24 @@ NORMAL = ("normal", "gaussian", "standard_normal")
 
 
 def export_model(decoder, latent_dim, out, target, encoder=None, output="probs", output_shape=None,
-                 output_range=(0.0, 1.0), likelihood="bernoulli", prior="normal", labels=None, data=None,
+                 output_range=None, likelihood=None, prior="normal", labels=None, data=None,
                  precision="fp32", max_batch=1024, name=None, metadata=None, force=False, log=None,
-                 calib_samples=500, kind=None, arch="custom", encoder_input="auto", encoder_keys=("mu", "logvar")):
+                 calib_samples=500, kind=None, arch="custom", encoder_input="auto", encoder_keys=("mu", "logvar"),
+                 points=None):
     """Export a PyTorch latent model to the bundle directory ``out`` for ``target``; return the manifest.
 
     ``decoder``: an nn.Module (its forward), a bound method of one (``vae.decode``) or a function,
     called as decoder(z) or, with ``labels``, decoder(z, y_onehot); it returns (B, C, H, W) or
     (B, C*H*W) ``output="probs"`` (values in ``output_range``) or ``"logits"`` (the bundle applies
-    the sigmoid and scales to the range). ``encoder`` (optional): likewise, called with images
+    the sigmoid and scales to the range), or ``"points"``: point clouds (B, N, 3) (or (B, 3N)),
+    ``output_shape`` (N, 3), exported as they are (``output_range`` describes the data, default
+    (-1, 1); nothing is clamped), with ``points`` = {"patches", "grid", "faces" (int (F, 3)),
+    "encoder_points", "target_points" (default 1024), "loss_scale", "prior_weight"} (see
+    jetgen.export.points), the encoder taking (B, encoder_points, 3), likelihood "chamfer" (or a
+    jetgen.export.Chamfer with its own latent_grad module) and ``data`` test clouds (N, P, 3).
+    ``encoder`` (optional): likewise, called with images
     (B, C, H, W) or, when that fails or ``encoder_input="flat"``, (B, C*H*W); it returns (mu, logvar),
-    a dict with ``encoder_keys``, or one (B, 2D) tensor. ``likelihood``: "bernoulli",
+    a dict with ``encoder_keys``, or one (B, 2D) tensor. ``likelihood``: "bernoulli" (default),
     ("gaussian", sigma) or a jetgen.export.Likelihood. ``prior``: "normal" or {"family", "params"}
     (jetgen.spec.PRIOR_FAMILIES; scalars are broadcast). ``labels``: label names (conditional
     models). ``data``: (images, labels) or a jetgen.export.ExportData of real examples for parity,
@@ -44,18 +51,29 @@ def export_model(decoder, latent_dim, out, target, encoder=None, output="probs",
     from jetgen.runtime.targets import get_target
 
     get_target(target)
+    cloud = output == "points"
     latent_dim = _positive_int(latent_dim, "latent_dim")
     labels = _label_names(labels)
-    lik = make_likelihood(likelihood, output, _range(output_range))
+    output_range = _range(output_range if output_range is not None else (-1.0, 1.0) if cloud else (0.0, 1.0))
+    lik = make_likelihood(likelihood or ("chamfer" if cloud else "bernoulli"), output, output_range)
     prior = _prior(prior, latent_dim)
     dec = _part(decoder, "decoder")
     enc = _part(encoder, "encoder") if encoder is not None else None
     shape = _probe_decoder(dec, latent_dim, labels, output, output_shape, output_range, data)
-    source = Source(dec, latent_dim, shape, _range(output_range), lik, prior, labels, enc,
-                    encoder_keys=encoder_keys, kind=_kind(kind, enc, labels), arch=str(arch))
+    source = Source(dec, latent_dim, shape, output_range, lik, prior, labels, enc, encoder_keys=encoder_keys,
+                    kind=_kind(kind, enc, labels, cloud), arch=str(arch))
+    if cloud:
+        from jetgen.export.points import as_cloud_data, check_points
+
+        source.points = check_points(points, shape)
+    elif points is not None:
+        raise JetgenError("points=... describes point-cloud decoders; pass output=\"points\" with it.")
     if enc is not None:
         source.encoder_flatten = _probe_encoder(source, encoder_input)
-    source.data = as_export_data(data, shape, len(labels), source.output_range)
+    if cloud:
+        source.data = as_cloud_data(data, source.points)
+    else:
+        source.data = as_export_data(data, shape, len(labels), source.output_range)
     source.name = name
     source.provenance = _provenance(source, metadata)
     _check_model_section(source)
@@ -69,11 +87,17 @@ def _positive_int(value, what):
     return int(value)
 
 
-def _kind(kind, encoder, labels):
+def _kind(kind, encoder, labels, cloud=False):
     if kind is None:
+        if cloud:
+            return spec.POINT_KINDS[0]
         return ("cvae" if labels else "vae") if encoder is not None else "ad"
     if kind not in spec.KINDS:
         raise JetgenError("kind must be one of {}, not {!r}.".format(", ".join(spec.KINDS), kind))
+    if (kind in spec.POINT_KINDS) != cloud:
+        raise JetgenError("kind {!r} {} output=\"points\".".format(kind, "needs" if not cloud else "does not fit"))
+    if cloud and labels:
+        raise JetgenError("Point-cloud bundles are unconditional; drop labels.")
     return kind
 
 
@@ -104,6 +128,13 @@ def _prior(prior, latent_dim):
     """The manifest prior spec for ``prior``: "normal" or {"family", "params"} with scalars broadcast."""
     if isinstance(prior, str) and prior in NORMAL:
         prior = {"family": "gaussian", "params": {"mean": 0.0, "std": 1.0}}
+    if isinstance(prior, dict) and prior.get("family") == "gmm":
+        from jetgen.runtime.gmm import GaussianMixturePrior
+
+        mixture = GaussianMixturePrior.from_spec(prior)
+        if mixture.dim != latent_dim:
+            raise JetgenError("The gmm prior has {}-D means but the latent size is {}.".format(mixture.dim, latent_dim))
+        return mixture.describe()
     if not isinstance(prior, dict) or prior.get("family") not in spec.PRIOR_FAMILIES:
         raise JetgenError("prior must be \"normal\" or {{\"family\": one of {}, \"params\": {{...}}}}, not {!r}."
                           .format(", ".join(sorted(spec.PRIOR_FAMILIES)), prior))
@@ -171,7 +202,7 @@ def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range,
     if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.dim() < 2 or out.shape[0] != 2:
         raise JetgenError("The decoder must return one float tensor with the batch first; given {} it returned {}."
                           .format(_describe_call(inputs), _what(out)))
-    shape = _output_shape(output_shape, out, data)
+    shape = _cloud_shape(output_shape, out) if output == "points" else _output_shape(output_shape, out, data)
     if out[0].numel() != int(np.prod(shape)):
         raise JetgenError("The decoder returns {} values per example (shape {}), but output_shape {} needs {}."
                           .format(out[0].numel(), tuple(out.shape[1:]), shape, int(np.prod(shape))))
@@ -189,6 +220,20 @@ def _what(out):
     if isinstance(out, torch.Tensor):
         return "a {} tensor of shape {}".format(str(out.dtype).replace("torch.", ""), tuple(out.shape))
     return "a {}".format(type(out).__name__)
+
+
+def _cloud_shape(output_shape, out):
+    """(N, 3) of a point decoder: from ``output_shape`` or a (B, N, 3) output."""
+    if output_shape is None and out.dim() == 3 and out.shape[2] == 3:
+        return (int(out.shape[1]), 3)
+    try:
+        shape = tuple(int(s) for s in output_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 2 or shape[0] < 1 or shape[1] != 3:
+        raise JetgenError("A point decoder needs output_shape=(N, 3) (or to return (B, N, 3)), not {!r}.".format(
+            output_shape))
+    return shape
 
 
 def _output_shape(output_shape, out, data):
@@ -221,7 +266,7 @@ def _probe_encoder(source, encoder_input):
 
     if encoder_input not in ("auto", "image", "flat"):
         raise JetgenError("encoder_input must be auto, image or flat, not {!r}.".format(encoder_input))
-    x = torch.rand((2,) + source.output_shape, generator=torch.Generator().manual_seed(0))
+    x = torch.rand((2,) + source.input_shape, generator=torch.Generator().manual_seed(0))
     lo, hi = source.output_range
     inputs = [("x", lo + (hi - lo) * x)]
     if source.conditional:
@@ -264,11 +309,11 @@ def _provenance(source, metadata):
 
 def _check_model_section(source):
     """Check the manifest's model section before any work, with the same reader a device uses."""
-    from jetgen.export.manifest import model_section
+    from jetgen.export.manifest import format_version, model_section
 
     ins, outs = source.interface("decoder")
     stub = {"file": "decoder.onnx", "sha256": "0" * 64, "bytes": 0,
             "inputs": [{"name": n, "shape": ["batch"] + list(s)} for n, s in ins],
             "outputs": [{"name": n, "shape": ["batch"] + list(s)} for n, s in outs]}
-    spec.check_manifest({"format": spec.FORMAT, "format_version": spec.FORMAT_VERSION,
+    spec.check_manifest({"format": spec.FORMAT, "format_version": format_version(source),
                          "model": model_section(source), "graphs": {"decoder": stub}})

@@ -17,10 +17,13 @@ import numpy as np
 
 from jetgen.errors import JetgenError
 from jetgen.export.feeds import sample_prior  # noqa: F401  (part of this module's API)
+from jetgen.spec import POINT_KINDS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_TOL = 1e-4
 BATCH_OPT = 64
+MAX_BATCH = 1024  # export_run's default largest batch
+POINTS_MAX_BATCH = 16  # point clouds: a (16, 1024, 1024) distance matrix fits a Nano's memory budget
 TRACE_BATCH = 3  # tracing batch: not 1, so the batch axis is never specialised away
 
 
@@ -53,6 +56,10 @@ def write_bundle(source, target, out, precision="fp32", calib_samples=500, max_b
     try:
         with AtomicDirectory(out, force=force) as tmp:
             graphs = {}
+            if source.points:
+                from jetgen.export.points import write_faces
+
+                write_faces(tmp, source.points)
             for name in source.graph_names:
                 graphs[name] = _export_graph(job, name, tmp)
             from jetgen.export.manifest import build_manifest
@@ -178,10 +185,13 @@ def _export_torch(job, graph, module):
     """The raw ONNX export of ``module``: the legacy exporter at the target opset for the decoder and
     encoder, the dynamo exporter (opset 18) for the traced latent gradient."""
     from jetgen.export import onnx_tools
+    from jetgen.export.grad_export import LatentGradModule
 
     source = job.source
+    # only a make_fx-traced gradient needs the dynamo exporter; a hand-written one exports like a decoder
+    legacy = not isinstance(module, LatentGradModule)
     return onnx_tools.export_torch(module, source.example_inputs(graph, TRACE_BATCH), source.input_names(graph),
-                                   source.output_names(graph), job.opset, graph, legacy=graph != "latent_grad",
+                                   source.output_names(graph), job.opset, graph, legacy=legacy,
                                    max_batch=job.max_batch, where=job.where)
 
 
@@ -200,7 +210,7 @@ def _prepare_latent_grad(job):
     lik = source.likelihood
     job.grad_key = (source.weights_sha256(), type(source.decoder.module).__qualname__, source.decoder.method,
                     type(lik).__qualname__, repr(sorted(vars(lik).items())), source.output_shape,
-                    source.num_classes, job.max_batch)
+                    source.num_classes, job.max_batch, source.points and source.points["target_points"])
     if job.grad_key in _TRACED:
         return
     try:
@@ -300,11 +310,13 @@ def _offline_check(job, directory):
 
 # ------------------------------------------------------------------- jetgen's own runs
 
-def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_batch=1024, force=False, log=None):
+def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_batch=None, force=False, log=None):
     """Export the run at ``run_dir`` for ``target`` into the bundle directory ``out``; return the manifest.
 
     ``precision``: fp32, fp16 (fp16 arithmetic, float32 interfaces) or int8 (static QDQ calibrated on
-    ``calib_samples`` training examples; the latent gradient stays fp16). ``log`` is an optional
+    ``calib_samples`` training examples; the latent gradient stays fp16). ``max_batch``: the largest
+    batch the graphs declare (default 1024; point clouds 16, whose gradient graph at batch 1024 would
+    need tens of GB). ``log`` is an optional
     callable taking progress sentences. Raises JetgenError for an unknown target or precision, int8 on
     a board without INT8, an existing ``out`` without ``force``, a missing or corrupt run, a model the
     ONNX exporters cannot translate, or fp32 parity worse than PARITY_TOL.
@@ -315,6 +327,13 @@ def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_ba
     from jetgen.train.rundir import load_run
 
     get_target(target)
+    if _run_kind(run_dir) in POINT_KINDS:
+        from jetgen.export.points import export_points_run, load_points_run
+
+        return export_points_run(load_points_run(run_dir), target, out, precision=precision,
+                                 calib_samples=calib_samples, max_batch=max_batch or POINTS_MAX_BATCH, force=force,
+                                 log=log)
+    max_batch = max_batch or MAX_BATCH
     run = load_run(run_dir)
     model = run.model.eval()
     config = run.config
@@ -325,6 +344,18 @@ def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_ba
         labels=_labels(config, model) or None, data=_run_data(run), precision=precision, max_batch=max_batch,
         metadata=run_provenance(run), force=force, log=log, calib_samples=calib_samples, kind=model.kind,
         arch=config.get("arch") or model.archs[0])
+
+
+def _run_kind(run_dir):
+    """The ``model`` a run's config.json names (None when it cannot be read: load_run says why)."""
+    from jetgen.spec import load_json
+
+    path = os.path.join(os.fspath(run_dir), "config.json")
+    try:
+        config = load_json(path, "run configuration") if os.path.isfile(path) else None
+    except JetgenError:
+        return None
+    return config.get("model") if isinstance(config, dict) else None
 
 
 def _run_data(run):

@@ -91,7 +91,7 @@ class _Raw(nn.Module):
 
 
 def trace_latent_grad(decoder, likelihood, example_inputs):
-    """Trace ``likelihood.latent_loss_and_grad`` through ``decoder`` (a DecoderGraph around an
+    """Trace ``likelihood.traced_loss_and_grad`` through ``decoder`` (a DecoderGraph around an
     eval-mode, BatchNorm-folded model) into a ``LatentGradModule``. ``example_inputs`` is
     (z, target, mask[, y]) with a batch of at least 2. Raises whatever make_fx raises."""
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -110,7 +110,7 @@ def trace_latent_grad(decoder, likelihood, example_inputs):
         values, rest = args[:len(names)], args[len(names):]
         z, target, mask = rest[:3]
         y = rest[3] if conditional else None
-        loss, grad = likelihood.latent_loss_and_grad(decode(dict(zip(names, values))), z, target, mask, y)
+        loss, grad = likelihood.traced_loss_and_grad(decode(dict(zip(names, values))), z, target, mask, y)
         return loss, grad
 
     args = list(params.values()) + list(example_inputs)

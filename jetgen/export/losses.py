@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from jetgen.errors import JetgenError
 
-OUTPUTS = ("probs", "logits")
+OUTPUTS = ("probs", "logits", "points")
 
 
 class Likelihood(object):
@@ -55,6 +55,16 @@ class Likelihood(object):
                 loss, output_grad = explicit
                 (grad,) = torch.autograd.grad(output, z, grad_outputs=output_grad)
         return loss.detach(), grad.detach()
+
+    def traced_loss_and_grad(self, decode, z, target, mask, y=None):
+        """What the exported latent_grad graph computes (traced by make_fx); the same as
+        ``latent_loss_and_grad`` unless a subclass writes an export-friendly form."""
+        return self.latent_loss_and_grad(decode, z, target, mask, y)
+
+    def latent_grad_module(self, decoder):
+        """A torch module (z, target, mask) -> (loss, grad) to export as written (legacy exporter at
+        the target's opset), or None to trace ``traced_loss_and_grad`` through ``decoder``."""
+        return None
 
     def mean(self, output):
         """The decoded mean in the output range for a raw ``output`` (what decoder.onnx returns)."""
@@ -119,15 +129,61 @@ class Gaussian(Likelihood):
         return (0.5 * ((x - mean) / s) ** 2 + 0.5 * np.log(2 * np.pi * s * s)).reshape(len(x), -1).sum(1)
 
 
+class Chamfer(Likelihood):
+    """Point clouds: the one-sided squared Chamfer distance from the observed points ``target``
+    (B, M, 3), ``mask`` (B, M) marking the valid ones, to the decoded cloud (B, N, 3): the mean over
+    valid observed points of the squared distance to the nearest decoded point (plain units; the
+    manifest's ``loss_scale`` turns it into training units). The target has another shape than the
+    output. Its gradient cannot go through autograd's ``min`` backward into ONNX (ScatterElements):
+    ``latent_grad`` is a module written out by hand (jetgen.models.chamfer.ChamferLatentGrad), or,
+    without one, the explicit output gradient (one-hot of the nearest point, MatMul) traced through
+    the decoder. The parity reference stays torch autograd of ``loss``.
+    """
+
+    name = "chamfer"
+
+    def __init__(self, latent_grad=None):
+        self.module = latent_grad
+
+    def loss(self, output, target, mask):
+        from jetgen.models.chamfer import one_sided_chamfer
+
+        return one_sided_chamfer(target, output, mask)
+
+    def traced_loss_and_grad(self, decode, z, target, mask, y=None):
+        from jetgen.models.chamfer import one_sided_chamfer_and_grad
+
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            output = decode(z, y)
+            loss, output_grad = one_sided_chamfer_and_grad(target, mask, output)
+            (grad,) = torch.autograd.grad(output, z, grad_outputs=output_grad)
+        return loss.detach(), grad.detach()
+
+    def latent_grad_module(self, decoder):
+        return self.module
+
+    def __repr__(self):
+        return "Chamfer({})".format(type(self.module).__qualname__ if self.module is not None else "traced")
+
+
 def make_likelihood(spec, output="probs", output_range=(0.0, 1.0)):
     """A Likelihood from ``spec``: "bernoulli", ("gaussian", sigma), "gaussian:SIGMA", {"name", "sigma"}
     or a Likelihood instance (returned as it is). Raises JetgenError for anything else, a gaussian
     without a positive sigma, or a Bernoulli likelihood on outputs outside [0, 1]."""
     if isinstance(spec, Likelihood):
+        if output == "points" and not isinstance(spec, Chamfer):
+            raise JetgenError("A point-cloud decoder (output=\"points\") needs likelihood=\"chamfer\" or a "
+                              "jetgen.export.Chamfer, not {}.".format(type(spec).__name__))
         return spec
     if output not in OUTPUTS:
         raise JetgenError("output must be one of {}, not {!r}.".format(", ".join(OUTPUTS), output))
     name, sigma = _parse(spec)
+    if (name == "chamfer") != (output == "points"):
+        raise JetgenError("likelihood \"chamfer\" goes with output=\"points\" (point-cloud decoders) and only "
+                          "with it; got likelihood {!r} with output {!r}.".format(name, output))
+    if name == "chamfer":
+        return Chamfer()
     if name == "bernoulli":
         if tuple(float(v) for v in output_range) != (0.0, 1.0):
             raise JetgenError("A Bernoulli likelihood needs outputs in [0, 1], but output_range is {}; use "
@@ -155,7 +211,7 @@ def _parse(spec):
 
 
 def _known(name):
-    if name not in ("bernoulli", "gaussian"):
+    if name not in ("bernoulli", "gaussian", "chamfer"):
         raise JetgenError("Unknown likelihood {!r}; use \"bernoulli\", (\"gaussian\", sigma) or a "
                           "jetgen.export.Likelihood subclass.".format(name))
     return name

@@ -8,9 +8,14 @@ import platform
 from jetgen import spec
 
 
+def format_version(source):
+    """The format version a bundle of ``source`` is written at: point clouds need a newer reader."""
+    return spec.POINTS_FORMAT_VERSION if source.points else spec.FORMAT_VERSION
+
+
 def model_section(source):
     """The manifest's ``model`` object for ``source``."""
-    return {
+    section = {
         "kind": source.kind,
         "arch": source.arch,
         "latent_dim": source.latent_dim,
@@ -20,6 +25,11 @@ def model_section(source):
         "likelihood": source.likelihood.manifest(),
         "prior": source.prior,
     }
+    if source.points:
+        from jetgen.export.points import manifest_section
+
+        section["points"] = manifest_section(source.points)
+    return section
 
 
 def build_manifest(job, out, graphs, quality):
@@ -29,7 +39,7 @@ def build_manifest(job, out, graphs, quality):
         name = name[:-len(".jetgen")]
     manifest = {
         "format": spec.FORMAT,
-        "format_version": spec.FORMAT_VERSION,
+        "format_version": format_version(job.source),
         "name": job.source.name or name,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model_section(job.source),

@@ -34,7 +34,14 @@ def quality_table(job):
     z_prior = sample_prior(source.prior, n, rng)
     worst = _max_diff(decode("fp32", z_prior, labels), decode("reduced", z_prior, labels))
     if data is not None:
-        table["data"] = "{} test split ({} images)".format(data.name, n)
+        table["data"] = "{} test split ({} {})".format(data.name, n, "clouds" if source.points else "images")
+    if data is not None and source.points:
+        if source.has_encoder:
+            from jetgen.export.points import quality_rows
+
+            table["test_chamfer"], err = quality_rows(job, sess, decode)
+            worst = max(worst, err)
+    elif data is not None:
         x, y = data.test_x, one_hot(data.test_y, source.num_classes) if source.conditional else None
         if source.has_encoder:
             worst = max(worst, _max_diff(*(decode(w, source.real_latents(x, y), y) for w in ("fp32", "reduced"))))

@@ -45,7 +45,7 @@ class Source(object):
 
     def __init__(self, decoder, latent_dim, output_shape, output_range, likelihood, prior, labels=(),
                  encoder=None, encoder_flatten=False, encoder_keys=("mu", "logvar"), data=None, kind="vae",
-                 arch="custom", provenance=None, name=None):
+                 arch="custom", provenance=None, name=None, points=None):
         self.decoder, self.encoder = decoder, encoder
         self.latent_dim, self.output_shape = int(latent_dim), tuple(int(s) for s in output_shape)
         self.output_range = (float(output_range[0]), float(output_range[1]))
@@ -53,6 +53,7 @@ class Source(object):
         self.encoder_flatten, self.encoder_keys = encoder_flatten, tuple(encoder_keys)
         self.data, self.kind, self.arch = data, kind, arch
         self.provenance, self.name = dict(provenance or {}), name
+        self.points = points  # point-cloud settings (jetgen.export.points.check_points) or None for images
         self._reference, self._folded = {}, {}
 
     # -- interfaces -------------------------------------------------------------------------------
@@ -78,9 +79,14 @@ class Source(object):
     def output_names(self, graph):
         return spec.output_names(graph)
 
+    @property
+    def input_shape(self):
+        """Shape of one encoder input: the output shape, or (encoder_points, 3) for point clouds."""
+        return (self.points["encoder_points"], 3) if self.points else self.output_shape
+
     def interface(self, graph):
         """(inputs, outputs) as lists of (name, shape after the batch axis)."""
-        return spec.expected_interface(graph, self.latent_dim, self.num_classes, self.output_shape)
+        return spec.expected_interface(graph, self.latent_dim, self.num_classes, self.output_shape, self.points)
 
     # -- torch modules ----------------------------------------------------------------------------
     def _module(self, part, folded):
@@ -108,6 +114,10 @@ class Source(object):
                             self.output_shape, self.likelihood.mean)
 
     def example_inputs(self, graph, batch):
+        if self.points:
+            from jetgen.export.points import example_inputs
+
+            return example_inputs(self, graph, batch)
         from jetgen.export.graphs import make_example_inputs
 
         return make_example_inputs(graph, self.latent_dim, self.output_shape, self.num_classes, batch=batch)
@@ -116,6 +126,9 @@ class Source(object):
         """The latent gradient of the folded decoder traced into plain aten ops (a LatentGradModule)."""
         from jetgen.export.grad_export import trace_latent_grad
 
+        module = self.likelihood.latent_grad_module(self.graph_module("decoder"))
+        if module is not None:  # written out by hand: exported as it is
+            return copy.deepcopy(module).eval()
         return trace_latent_grad(self.graph_module("decoder"), self.likelihood,
                                  self.example_inputs("latent_grad", batch))
 

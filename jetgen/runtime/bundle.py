@@ -165,6 +165,7 @@ def describe(path):
         "format_version": man["format_version"], "kind": model["kind"], "arch": model.get("arch"),
         "latent_dim": model["latent_dim"], "prior": model["prior"], "conditional": model["conditional"],
         "labels": model["labels"], "output": model["output"], "likelihood": model["likelihood"],
+        "points": model.get("points"),
         "precision": man.get("precision"), "graphs": graphs, "target": man.get("target"),
         "provenance": man.get("provenance"), "versions": man.get("versions"), "quality": man.get("quality"),
         "engines": bundle.engine_files(),

@@ -152,6 +152,10 @@ class Model(object):
         """
         if not isinstance(bundle, Bundle):
             bundle = Bundle.open(bundle, verify=True)
+        if cls is Model and bundle.model.get("points") is not None:  # point clouds: jetgen.runtime.points
+            from jetgen.runtime.points import PointModel
+
+            cls = PointModel
         return cls(bundle, backend, precision, device, backend_options)
 
     # -- what the bundle holds -------------------------------------------------------------------

@@ -168,6 +168,10 @@ FAMILIES = dict((cls.family, cls) for cls in (GaussianPrior, ExponentialPrior, U
 
 def prior_from_manifest(prior):
     """Build the Prior named by a checked manifest's ``model.prior`` entry."""
+    if prior.get("family") == "gmm":  # a fitted mixture (jetgen.runtime.gmm imports this module)
+        from jetgen.runtime.gmm import GaussianMixturePrior
+
+        return GaussianMixturePrior.from_spec(prior)
     try:
         cls = FAMILIES[prior["family"]]
     except KeyError:

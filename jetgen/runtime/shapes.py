@@ -25,6 +25,7 @@ from jetgen.runtime.images import write_png
 
 MESH_EXTENSIONS = (".obj", ".ply")
 POINT_EXTENSIONS = (".ply", ".npy", ".xyz")
+READ_EXTENSIONS = POINT_EXTENSIONS + (".obj",)  # read_points also takes a mesh's vertices
 MAX_POINTS = 5000000  # larger scans are refused before reading: downsample them first
 MAX_HEADER_BYTES = 65536
 XYZ_MAX_LINE_BYTES = 256  # a .xyz file larger than max_points lines of this length is refused unread
@@ -311,6 +312,27 @@ def _read_xyz(path, max_points):
     return np.array(rows, dtype=np.float32).reshape(-1, 3)
 
 
+def _read_obj(path, max_points):
+    """The vertices (``v x y z`` lines) of a Wavefront .obj: counted in a first pass, so a file with
+    more than ``max_points`` is refused before anything is allocated."""
+    with open(path, "r") as handle:
+        count = sum(1 for line in handle if line.startswith("v "))
+    _refuse_count(path, count, max_points)
+    out = np.empty((count, 3), dtype=np.float32)
+    i = 0
+    with open(path, "r") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.startswith("v ") or i >= count:
+                continue
+            try:
+                out[i] = [float(w) for w in line.split()[1:4]]
+            except ValueError:
+                raise JetgenError("{} line {} is not a vertex of three numbers: {!r}.".format(
+                    path, number, line.strip()[:80]))
+            i += 1
+    return out[:i]
+
+
 def _read_npy(path, max_points):
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
@@ -342,7 +364,8 @@ def _read_npy(path, max_points):
 
 def read_points(path, max_points=MAX_POINTS):
     """A point cloud (N, 3) float32 from a .ply (ascii or binary, any vertex properties; faces are
-    ignored), .xyz (whitespace or comma separated, extra columns ignored) or .npy (N, 3) file.
+    ignored), .xyz (whitespace or comma separated, extra columns ignored), .npy (N, 3) or .obj (its
+    vertices) file.
 
     Raises JetgenError when the file is missing, of another type, claims more than ``max_points``
     points (checked before reading the data), is truncated, empty or holds non-finite coordinates.
@@ -351,9 +374,9 @@ def read_points(path, max_points=MAX_POINTS):
     if not os.path.isfile(path):
         raise JetgenError("No file at {}.".format(path))
     ext = os.path.splitext(path)[1].lower()
-    if ext not in POINT_EXTENSIONS:
-        raise JetgenError("Cannot read {}: point clouds must be {} files.".format(path, ", ".join(POINT_EXTENSIONS)))
-    reader = {".ply": _read_ply, ".xyz": _read_xyz, ".npy": _read_npy}[ext]
+    if ext not in READ_EXTENSIONS:
+        raise JetgenError("Cannot read {}: point clouds must be {} files.".format(path, ", ".join(READ_EXTENSIONS)))
+    reader = {".ply": _read_ply, ".xyz": _read_xyz, ".npy": _read_npy, ".obj": _read_obj}[ext]
     try:
         points = reader(path, int(max_points))
     except (OSError, struct.error, UnicodeDecodeError) as err:
