@@ -91,11 +91,13 @@ def one_sided_chamfer_and_grad(observed, mask, decoded):
     d = pairwise_sq_distances(observed, decoded)
     nearest_d = torch.amin(d, dim=2, keepdim=True)
     one_hot = (d == nearest_d).to(d.dtype)
-    one_hot = one_hot / one_hot.sum(2, keepdim=True)
     weight = mask / mask.sum(1, keepdim=True).clamp(min=1.0)
     loss = (weight * nearest_d.squeeze(2)).sum(1)
-    assign = one_hot * weight.unsqueeze(2)
-    grad = 2.0 * (assign.sum(1).unsqueeze(2) * decoded - torch.matmul(assign.transpose(1, 2), observed))
+    # A = one_hot * w (ties share w): its column sums and A^T O as matrix products, not a reduction over
+    # the (B, M, Q) matrix (ONNX Runtime ran that column ReduceSum in 29% of the graph's time)
+    w = weight.unsqueeze(2) / one_hot.sum(2, keepdim=True)
+    col = torch.matmul(w.transpose(1, 2), one_hot)
+    grad = 2.0 * (col.transpose(1, 2) * decoded - torch.matmul(one_hot.transpose(1, 2), w * observed))
     return loss, grad
 
 
