@@ -42,7 +42,7 @@ from jetgen.atomic import atomic_write_json, clean_stale
 from jetgen.errors import JetgenError
 from jetgen.models import build_model, kind_class
 from jetgen.train import config as run_config, rundir
-from jetgen.train.data import load_for_run
+from jetgen.train.data import SHAPE_DATASETS, load_dataset, load_for_run
 from jetgen.train.metrics import active_units
 from jetgen.train.schedules import kl_term, kl_weight, lr_factor
 
@@ -124,7 +124,10 @@ def _fit_latent_prior(run):
 
 
 def _load_data(opts, run_dir, resuming, world):
-    data = load_for_run(opts, log=_say)
+    if opts["data"] in SHAPE_DATASETS:
+        data = load_for_run(opts, log=_say)
+    else:
+        data = load_dataset(opts["data"], opts["data_dir"], opts["download"], opts["image_size"], seed=opts["seed"])
     _check_labels(data)
     if len(data.train_x) == 0:
         raise JetgenError("The {} training split is empty; add training images.".format(data.name))
