@@ -45,7 +45,8 @@ TABLE_ROWS = (
               help="atlasnet: test shapes evaluated (spread over the split) and samples drawn per row.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps, max_shapes, quiet):
-    """Evaluate RUN on its test split: ELBO, IWAE NLL, active units, baseline, pictures.
+    """Evaluate RUN on its test split: ELBO, IWAE NLL, active units, baseline, pictures (for atlasnet:
+    Chamfer and F-scores against baselines, generation metrics, 3D pictures).
 
     Progress goes to stderr, one line per phase with its time. The numbers go to RUN/eval.json with
     the options that made them; other options than the defaults write RUN/eval-k10.json (and the
