@@ -251,7 +251,7 @@ def _checkpoint(run):
     if run.rank == 0:
         rundir.save_checkpoint(run.run_dir, run.model, train_state, {
             "epoch": run.epoch, "step": run.step, "global_step": run.global_step, "epochs": opts["epochs"],
-        "run_id": opts.get("run_id"),
+            "run_id": opts.get("run_id"),
             "complete": run.epoch >= opts["epochs"] and run.step == 0})
 
 
