@@ -7,7 +7,13 @@ import click
 JSON_KEYS = ("model", "latent_dim", "family", "likelihood", "neg_elbo", "recon", "kl", "iwae_nll",
              "active_units", "baseline_nll", "cond_accuracy", "classifier_accuracy", "recon_before",
              "recon_after", "recon_metric", "kl_per_dim", "cond_accuracy_per_label", "iw_samples",
-             "test_images", "epoch", "data", "pictures", "options", "eval_file")
+             "test_images", "epoch", "data", "variant", "test_shapes", "test_shapes_in_split", "chamfer_x1000",
+             "chamfer_over_oracle", "reconstruction", "generation", "mixture_source", "init_from", "eval_grid",
+             "pictures", "options", "eval_file")
+# rows of the 3D tables: reconstruction rows, then generation rows, as eval names them
+SHAPE_RECON_ROWS = (("model", "model (encoder mean)"), ("floor", "floor: a second sampling of the same shapes"),
+                    ("class_medoid", "class medoid (baseline)"),
+                    ("retrieval_oracle", "retrieval oracle: nearest training shape (baseline)"))
 
 # (key, label, format) rows of the human table
 TABLE_ROWS = (
@@ -35,9 +41,12 @@ TABLE_ROWS = (
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and inference.")
 @click.option("--steps", type=click.IntRange(min=0), default=None,
               help="Test-time inference steps for ad/vad [default: 100].")
+@click.option("--max-shapes", type=click.IntRange(min=2), default=240, show_default=True,
+              help="atlasnet: test shapes evaluated (spread over the split) and samples drawn per row.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps, quiet):
-    """Evaluate RUN on its test split: ELBO, IWAE NLL, active units, baseline, pictures.
+def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps, max_shapes, quiet):
+    """Evaluate RUN on its test split: ELBO, IWAE NLL, active units, baseline, pictures (for atlasnet:
+    Chamfer and F-scores against baselines, generation metrics, 3D pictures).
 
     Progress goes to stderr, one line per phase with its time. The numbers go to RUN/eval.json with
     the options that made them; other options than the defaults write RUN/eval-k10.json (and the
@@ -47,7 +56,7 @@ def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps, quiet)
 
     result = evaluate_run(run, iw_samples=iw_samples, pictures=not no_pictures, out_dir=out_dir, seed=seed,
                           inference_steps=INFERENCE_STEPS if steps is None else steps,
-                          progress=None if quiet else report_phase)
+                          progress=None if quiet else report_phase, max_shapes=max_shapes)
     if as_json:
         click.echo(json.dumps({k: result[k] for k in JSON_KEYS if k in result}, indent=2))
         return
@@ -64,6 +73,8 @@ def report_phase(name, seconds):
 
 def format_table(result):
     """The numbers of ``evaluate_run`` as aligned text lines."""
+    if "reconstruction" in result:
+        return format_shape_table(result)
     lines = ["{} ({}, {}-D {} latent, epoch {}) on {} test images of {}".format(
         result["run"], result["model"], result["latent_dim"], result["family"], result["epoch"],
         result["test_images"], result["data"])]
@@ -82,3 +93,39 @@ def format_table(result):
         lines.append("  in {}".format(result["pictures"][0].rsplit("/", 1)[0]))
     lines.append("  written to {}".format(result["eval_file"]))
     return "\n".join(lines)
+
+
+def format_shape_table(result):
+    """The numbers of a 3D (atlasnet) evaluation as aligned text lines."""
+    lines = ["{} (atlasnet {}, {}-D latent, epoch {}) on {} of {} test shapes of {}".format(
+        result["run"], result["variant"], result["latent_dim"], result["epoch"], result["test_shapes"],
+        result["test_shapes_in_split"], result["data"])]
+    source = result.get("init_from")
+    if source:
+        lines.append("  started from {} (checkpoint sha256 {}): {} tensors loaded, {} partial, {} skipped, {} new".format(
+            source["run"], source["checkpoint_sha256"], source["loaded"], source["partial"], source["skipped"],
+            source["new"]))
+    recon = result["reconstruction"]
+    rows = [("reconstruction on the test split", "Chamfer-L2 x1000", "F@1%", "F@2%")]
+    rows += [(label, "{:.2f}".format(recon[key]["chamfer_x1000"]), "{:.3f}".format(recon[key]["fscore@1%"]),
+              "{:.3f}".format(recon[key]["fscore@2%"])) for key, label in SHAPE_RECON_ROWS if key in recon]
+    lines += _aligned(rows)
+    if result.get("chamfer_over_oracle") is not None:
+        lines.append("  model / retrieval oracle: {:.2f}x".format(result["chamfer_over_oracle"]))
+    rows = [("generation against the test shapes", "MMD-CD x1000", "COV-CD", "1-NNA")]
+    rows += [(name, "{:.2f}".format(g["mmd_cd_x1000"]), "{:.2f}".format(g["cov_cd"]), "{:.2f}".format(g["nna_cd"]))
+             for name, g in result["generation"].items()]
+    lines += _aligned(rows)
+    lines.append("  fitted mixture: {}; active units {} of {}".format(result["mixture_source"], result["active_units"],
+                                                                     result["latent_dim"]))
+    if result.get("pictures"):
+        lines.append("  pictures: {}".format(", ".join(sorted(p.rsplit("/", 1)[-1] for p in result["pictures"]))))
+        lines.append("  in {}".format(result["pictures"][0].rsplit("/", 1)[0]))
+    lines.append("  written to {}".format(result["eval_file"]))
+    return "\n".join(lines)
+
+
+def _aligned(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            for r in rows]

@@ -6,34 +6,45 @@ import click
 from jetgen.models import MODEL_KINDS, kind_class
 from jetgen.models.families import FAMILIES
 from jetgen.models.likelihoods import LIKELIHOODS
-from jetgen.train.config import DEFAULTS, DEVICES
-from jetgen.train.data import DATASETS
-from jetgen.train.schedules import KL_SCHEDULES
+from jetgen.train.config import DEFAULTS, DEVICES, KIND_DEFAULTS
+from jetgen.train.data import DATASETS, SHAPE_DATASETS
+from jetgen.train.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 _KINDS = [kind_class(k) for k in MODEL_KINDS]
 _ARCH_CHOICES = sorted({a for cls in _KINDS for a in cls.archs})
 _AUTO = "chosen from the data set's size; the first log line says what and why"
+_IMG, _3D = KIND_DEFAULTS["image"], KIND_DEFAULTS["atlasnet"]
+
+
+def _by_kind(key, image=None):
+    """'[default: X for image models, Y for atlasnet]' for a key whose default depends on the kind."""
+    return "[default: {} for image models, {} for atlasnet]".format(
+        image if image is not None else _IMG[key], _3D[key])
 
 
 @click.command("train")
 @click.argument("model", type=click.Choice(MODEL_KINDS), required=False, metavar="[MODEL]")
-@click.option("--data", type=click.Choice(DATASETS), default=DEFAULTS["data"], show_default=True, help="Data set.")
+@click.option("--data", type=click.Choice(DATASETS + SHAPE_DATASETS), default=None,
+              help="Data set {}.".format(_by_kind("data")))
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Directory with the IDX files (mnist, fashion-mnist, kmnist) or class folders (folder).")
+              help="Directory with the IDX files (mnist, fashion-mnist, kmnist) or class folders (folder, meshes, "
+                   "points).")
 @click.option("--image-size", type=click.IntRange(min=4), default=DEFAULTS["image_size"], show_default=True,
               help="Image side for digits and folder data.")
 @click.option("--out", "-o", type=click.Path(), default=None, help="Run directory to create.")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--force", is_flag=True, help="Replace an existing --out run directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Total epochs (with --resume: the new total) [default: {}].".format(_AUTO))
+              help="Total epochs (with --resume: the new total) [default: {} for image models, {} for atlasnet]."
+              .format(_AUTO, _3D["epochs"]))
 @click.option("--latent-dim", type=click.IntRange(min=1), default=None,
-              help="Latent size [default: 10 for mlp, 32 for conv and dcgan].")
+              help="Latent size [default: 10 for mlp, 32 for conv and dcgan, 128 for atlasnet].")
 @click.option("--arch", type=click.Choice(_ARCH_CHOICES), default=None,
               help="Network: mlp|conv for vae/cvae, dcgan|mlp|conv for ad/vad [default: {}].".format(
                   ", ".join("{} {}".format(cls.archs[0], cls.kind) for cls in _KINDS)))
-@click.option("--hidden", default=",".join(map(str, DEFAULTS["hidden"])), show_default=True,
-              help="MLP hidden sizes, comma-separated.")
+@click.option("--hidden", default=None,
+              help="MLP hidden sizes, comma-separated; for atlasnet one width {}.".format(
+                  _by_kind("hidden", ",".join(map(str, _IMG["hidden"])))))
 @click.option("--channels", default=",".join(map(str, DEFAULTS["channels"])), show_default=True,
               help="DCGAN decoder channels.")
 @click.option("--family", type=click.Choice(FAMILIES), default=DEFAULTS["family"], show_default=True,
@@ -41,8 +52,8 @@ _AUTO = "chosen from the data set's size; the first log line says what and why"
 @click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=DEFAULTS["likelihood"], show_default=True)
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["sigma"], show_default=True,
               help="Pixel std of the gaussian likelihood.")
-@click.option("--beta", type=click.FloatRange(min=0), default=DEFAULTS["beta"], show_default=True,
-              help="KL weight; 0 trains a plain autoencoder.")
+@click.option("--beta", type=click.FloatRange(min=0), default=None,
+              help="KL weight; 0 trains a plain autoencoder {}.".format(_by_kind("beta")))
 @click.option("--kl-schedule", type=click.Choice(KL_SCHEDULES), default=DEFAULTS["kl_schedule"], show_default=True)
 @click.option("--warmup-delay", type=click.IntRange(min=0), default=DEFAULTS["warmup_delay"], show_default=True,
               help="linear: steps at KL weight 0.")
@@ -57,12 +68,36 @@ _AUTO = "chosen from the data set's size; the first log line says what and why"
 @click.option("--code-reg", type=click.FloatRange(min=0), default=DEFAULTS["code_reg"], show_default=True,
               help="ad: weight of |z|^2.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Batch size per process [default: {}].".format(_AUTO))
+              help="Batch size per process [default: {}; {} for atlasnet].".format(_AUTO, _3D["batch_size"]))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Adam learning rate [default: {}].".format(_AUTO))
+              help="Adam learning rate (the peak of one-cycle) [default: {}; {:g} for atlasnet].".format(
+                  _AUTO, _3D["lr"]))
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
+              help="Learning rate over the run {}.".format(_by_kind("lr_schedule")))
 @click.option("--latent-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["latent_lr"],
               show_default=True,
               help="Learning rate of the auto-decoder latent tables.")
+@click.option("--variant", type=click.Choice(("ae", "vae")), default=DEFAULTS["variant"], show_default=True,
+              help="atlasnet: plain autoencoder or VAE.")
+@click.option("--patches", type=click.IntRange(min=1), default=DEFAULTS["patches"], show_default=True,
+              help="atlasnet: square patches of the decoder.")
+@click.option("--grid", type=click.IntRange(min=2), default=DEFAULTS["grid"], show_default=True,
+              help="atlasnet: G x G grid per patch of the decoded mesh.")
+@click.option("--layers", type=click.IntRange(min=1), default=DEFAULTS["layers"], show_default=True,
+              help="atlasnet: hidden layers of each patch MLP.")
+@click.option("--train-points", type=click.IntRange(min=1), default=DEFAULTS["train_points"], show_default=True,
+              help="atlasnet: points decoded and compared per shape in training.")
+@click.option("--encoder-points", type=click.IntRange(min=1), default=DEFAULTS["encoder_points"], show_default=True,
+              help="atlasnet: points the encoder reads per shape.")
+@click.option("--points", type=click.IntRange(min=16), default=DEFAULTS["points"], show_default=True,
+              help="atlasnet: points sampled per shape of the data set.")
+@click.option("--shape-classes", default=None, help="shapes data: procedural classes, comma-separated [default: all].")
+@click.option("--shapes-per-class", type=click.IntRange(min=1), default=DEFAULTS["shapes_per_class"],
+              show_default=True, help="shapes data: training shapes per class.")
+@click.option("--test-shapes-per-class", type=click.IntRange(min=0), default=DEFAULTS["test_shapes_per_class"],
+              show_default=True, help="shapes data: test shapes per class.")
+@click.option("--init-from", type=click.Path(file_okay=False), default=None, metavar="RUN",
+              help="atlasnet: start from the weights of this trained run (matching tensors; reported).")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS["device"], show_default=True,
               help="auto: CUDA when present.")
@@ -70,10 +105,12 @@ _AUTO = "chosen from the data set's size; the first log line says what and why"
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @click.pass_context
 def train(ctx, model, **options):
-    """Train MODEL (vae, cvae, ad, vad) into the run directory --out, or continue one with --resume.
+    """Train MODEL (vae, cvae, ad, vad, atlasnet) into the run directory --out, or continue one with --resume.
 
     \b
     jetgen train vae --epochs 30 --out runs/vae
+    jetgen train atlasnet --variant ae --out runs/ae3d
+    jetgen train atlasnet --init-from runs/ae3d --epochs 8 --out runs/vae3d
     jetgen train cvae --data mnist --data-dir ~/data --out runs/cvae
     jetgen train --resume runs/vae --epochs 60
     torchrun --nproc_per_node 2 -m jetgen.cli train vae --out runs/vae-ddp
@@ -84,7 +121,7 @@ def train(ctx, model, **options):
     resume = options.pop("resume")
     if resume is None:
         if model is None:
-            raise JetgenError("Name the model to train (vae, cvae, ad or vad), or pass --resume RUN.")
+            raise JetgenError("Name the model to train (vae, cvae, ad, vad or atlasnet), or pass --resume RUN.")
         if options["out"] is None:
             raise JetgenError("Pass --out RUN, the run directory to create.")
         config = dict(options, model=model)

@@ -253,7 +253,9 @@ class AtlasNet(nn.Module):
         per_patch = -(-self.train_points // self.patches)
         uv = torch.rand(self.patches, x.shape[0], per_patch, 2, device=x.device, dtype=x.dtype)
         pred = self.decoder(z, uv)
-        d_ab, d_ba = chamfer_terms(pred, self._subset(x, self.train_points))
+        # nearest neighbours from |a|^2 + |b|^2 - 2ab lose the small distances in float16: Chamfer in float32
+        with torch.autocast(x.device.type, enabled=False):
+            d_ab, d_ba = chamfer_terms(pred.float(), self._subset(x, self.train_points).float())
         return {"recon": self.recon_scale * (d_ab + d_ba), "kl": kl, "reg": torch.zeros_like(mu[:, 0]), "z": z,
                 "mu": mu, "logvar": logvar}
 

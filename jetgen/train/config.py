@@ -10,30 +10,47 @@ import math
 from jetgen.errors import JetgenError
 from jetgen.models import MODEL_KINDS, kind_class
 from jetgen.models.likelihoods import LIKELIHOODS
-from jetgen.train.data import DATASETS
-from jetgen.train.schedules import KL_SCHEDULES
+from jetgen.train.data import DATASETS, SHAPE_DATASETS
+from jetgen.train.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 DEFAULTS = {
     # model (what jetgen.models.build_model reads, plus the data-derived keys added by train)
-    "model": "vae", "arch": None, "latent_dim": None, "hidden": [500], "channels": [512, 256, 128],
+    "model": "vae", "arch": None, "latent_dim": None, "hidden": None, "channels": [512, 256, 128],
     "family": "gaussian", "likelihood": "bernoulli", "sigma": 0.1, "code_reg": 1e-4,
     # objective
-    "beta": 1.0, "kl_schedule": "constant", "warmup_delay": 0, "warmup_steps": 1000, "cycles": 4,
+    "beta": None, "kl_schedule": "constant", "warmup_delay": 0, "warmup_steps": 1000, "cycles": 4,
     "cycle_ratio": 0.5, "free_bits": 0.5,
     # optimisation (None: chosen from the data set's size)
-    "epochs": None, "batch_size": None, "lr": None, "latent_lr": 1e-2, "seed": 0,
+    "epochs": None, "batch_size": None, "lr": None, "lr_schedule": None, "latent_lr": 1e-2, "seed": 0,
     # data
-    "data": "digits", "data_dir": None, "download": False, "image_size": 28,
+    "data": None, "data_dir": None, "download": False, "image_size": 28,
+    # 3D shapes (atlasnet): model, data set size, and the run whose weights start this one
+    "variant": "vae", "patches": 16, "grid": 8, "layers": 2, "train_points": 512, "encoder_points": 512,
+    "points": 2500, "shape_classes": None, "shapes_per_class": 300, "test_shapes_per_class": 80, "init_from": None,
     # running
     "device": "auto", "amp": True, "quiet": False,
 }
 # options a resumed run may change; everything else must match the stored config
 RESUME_OVERRIDES = ("epochs", "device", "amp", "quiet")
-DEFAULT_LATENT_DIM = {"mlp": 10, "conv": 32, "dcgan": 32}
+DEFAULT_LATENT_DIM = {"mlp": 10, "conv": 32, "dcgan": 32, "atlasnet": 128}
+# defaults that depend on the kind of model (None in DEFAULTS): the image kinds share one set. The
+# atlasnet schedule is the measured one (benchmarks/shapes_results.md): 16 epochs of 1,800 shapes at
+# batch 32 with a one-cycle rate peaking at 2e-3, about 8 minutes of one quiet CPU core.
+KIND_DEFAULTS = {
+    "image": {"data": "digits", "hidden": [500], "beta": 1.0, "lr_schedule": "constant"},
+    "atlasnet": {"data": "shapes", "hidden": 256, "beta": 0.01, "lr_schedule": "one-cycle", "epochs": 16,
+                 "batch_size": 32, "lr": 2e-3},
+}
+# options that only one side uses: given with the other side (a value other than the default) they are refused
+SHAPE_ONLY = ("variant", "patches", "grid", "layers", "train_points", "encoder_points", "points", "shape_classes",
+              "shapes_per_class", "test_shapes_per_class", "init_from")
+IMAGE_ONLY = ("image_size", "channels", "family", "likelihood", "sigma", "code_reg", "latent_lr", "download")
+SHAPE_KINDS = ("atlasnet",)
 RUN_ONLY_KEYS = ("out", "force")  # how to run, not what the run is: not stored in config.json
 DEVICES = ("auto", "cpu", "cuda")
 # keys train() adds from the data; a stored config must have them
 DATA_KEYS = ("image_shape", "num_classes", "num_train")
+INIT_FROM_KEYS = ("run", "checkpoint_sha256", "loaded", "partial", "skipped", "new")
 
 # Batch size and learning rate by data-set size: the largest batch that still gives at least
 # MIN_STEPS_PER_EPOCH optimiser steps per epoch, and the learning rate measured to suit that batch
@@ -109,14 +126,29 @@ def validate(o, where="the options"):
                 flag(key), o[key], where, ", ".join(allowed)))
 
     choice("model", MODEL_KINDS)
+    shape_kind = o["model"] in SHAPE_KINDS
+    _check_sides(o, shape_kind, where)
+    for key, value in KIND_DEFAULTS["atlasnet" if shape_kind else "image"].items():
+        if o[key] is None:
+            o[key] = value
     cls = kind_class(o["model"])
+    if shape_kind and o["arch"] not in (None,) + cls.archs:
+        raise JetgenError("--arch {} applies only to image (vae, cvae, ad, vad) models, not to {} ({}); drop it.".format(
+            o["arch"], o["model"], where))
     o["arch"] = o["arch"] or cls.archs[0]
     if o["arch"] not in cls.archs:
         raise JetgenError("--arch {} does not fit model {} ({}); choose one of: {}.".format(
             o["arch"], o["model"], where, ", ".join(cls.archs)))
-    choice("data", DATASETS)
+    if shape_kind and o["data"] not in SHAPE_DATASETS:
+        raise JetgenError("The {} model trains on 3D shapes; --data {} is an image data set ({}), choose one of: "
+                          "{}.".format(o["model"], o["data"], where, ", ".join(SHAPE_DATASETS)))
+    if not shape_kind and o["data"] in SHAPE_DATASETS:
+        raise JetgenError("--data {} holds 3D shapes, which only the atlasnet model takes ({}); choose one of: "
+                          "{}.".format(o["data"], where, ", ".join(DATASETS)))
+    choice("data", DATASETS + SHAPE_DATASETS)
     choice("likelihood", LIKELIHOODS)
     choice("kl_schedule", KL_SCHEDULES)
+    choice("lr_schedule", LR_SCHEDULES)
     choice("device", DEVICES)
     if o["family"] not in cls.families:
         takers = [k for k in MODEL_KINDS if o["family"] in kind_class(k).families]
@@ -124,7 +156,10 @@ def validate(o, where="the options"):
             o["family"], " and ".join(takers) or "no", o["model"], " or ".join(cls.families), where))
     if o["latent_dim"] is None:
         o["latent_dim"] = DEFAULT_LATENT_DIM[o["arch"]]
-    o["hidden"] = int_list(o["hidden"], "hidden")
+    if shape_kind:
+        _validate_shapes(o, where)
+    else:
+        o["hidden"] = int_list(o["hidden"], "hidden")
     o["channels"] = int_list(o["channels"], "channels")
     if len(o["channels"]) != 3:
         raise JetgenError("--channels takes three comma-separated numbers (e.g. 512,256,128), got {}.".format(
@@ -146,10 +181,56 @@ def validate(o, where="the options"):
     if o["data"] in ("mnist", "fashion-mnist", "kmnist") and o["image_size"] != 28:
         raise JetgenError("--image-size applies to the digits and folder data sets; {} images are 28x28.".format(
             o["data"]))
-    if o["data_dir"] is not None and o["data"] == "digits":
-        raise JetgenError("The digits data set is bundled and takes no --data-dir; pass --data mnist, "
-                          "fashion-mnist, kmnist or folder to read from {}.".format(o["data_dir"]))
+    if o["data_dir"] is not None and o["data"] in ("digits", "shapes"):
+        raise JetgenError("The {} data set is built in and takes no --data-dir; pass --data {} to read from {}.".format(
+            o["data"], "meshes or points" if o["data"] == "shapes" else "mnist, fashion-mnist, kmnist or folder",
+            o["data_dir"]))
     return o
+
+
+def _check_sides(o, shape_kind, where):
+    """Refuse an option of the other side (image options with atlasnet, 3D options with an image model)."""
+    foreign = IMAGE_ONLY if shape_kind else SHAPE_ONLY
+    for key in foreign:
+        if normalise(key, o[key]) != normalise(key, DEFAULTS[key]):
+            raise JetgenError("{} applies only to {} models, not to {} ({}); drop it.".format(
+                flag(key), "image (vae, cvae, ad, vad)" if shape_kind else "3D (atlasnet)", o["model"], where))
+
+
+def _validate_shapes(o, where):
+    """The atlasnet options: ``hidden`` one whole number, sizes, the procedural classes, init_from."""
+    from jetgen.train.shapes import SHAPE_CLASSES
+
+    hidden = o["hidden"]
+    if isinstance(hidden, (list, tuple)) and len(hidden) == 1:
+        hidden = hidden[0]
+    if isinstance(hidden, str) and hidden.strip().isdigit():
+        hidden = int(hidden)
+    if not _is_int(hidden) or hidden < 1:
+        raise JetgenError("--hidden takes one whole number for atlasnet (the width of every layer, e.g. 256), got "
+                          "{!r} ({}).".format(o["hidden"], where))
+    o["hidden"] = hidden
+    if o["variant"] not in ("ae", "vae"):
+        raise JetgenError("Unknown --variant {!r} ({}); choose ae or vae.".format(o["variant"], where))
+    for key, low in (("patches", 1), ("grid", 2), ("layers", 1), ("train_points", 1), ("encoder_points", 1),
+                     ("points", 16), ("shapes_per_class", 1), ("test_shapes_per_class", 0)):
+        if not _is_int(o[key]) or o[key] < low:
+            raise JetgenError("{} must be a whole number of at least {}, got {!r} ({}).".format(
+                flag(key), low, o[key], where))
+    if o["shape_classes"] is not None:
+        names = o["shape_classes"]
+        if isinstance(names, str):
+            names = [n for n in names.replace(" ", "").split(",") if n]
+        if not isinstance(names, list) or not names or any(n not in SHAPE_CLASSES for n in names) or \
+                len(set(names)) != len(names):
+            raise JetgenError("--shape-classes takes distinct names from {}, comma-separated; got {!r} ({}).".format(
+                ",".join(SHAPE_CLASSES), o["shape_classes"], where))
+        o["shape_classes"] = names
+    ref = o["init_from"]
+    if ref is not None and not (isinstance(ref, str) and ref) and not (
+            isinstance(ref, dict) and all(k in ref for k in INIT_FROM_KEYS) and isinstance(ref["run"], str)):
+        raise JetgenError("init_from must name a run directory, or be the record training writes ({}); got {!r} "
+                          "({}).".format(", ".join(INIT_FROM_KEYS), ref, where))
 
 
 def check_stored(config, path):
@@ -160,9 +241,10 @@ def check_stored(config, path):
     opts = dict(DEFAULTS, **config)
     validate(opts, path)
     shape = opts.get("image_shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(s) and s > 0 for s in shape)):
-        raise JetgenError("{} lacks a valid image_shape (three positive whole numbers); it was not written by "
-                          "`jetgen train`.".format(path))
+    rank = 2 if opts["model"] in SHAPE_KINDS else 3  # (points, 3) for 3D shapes, (C, H, W) for images
+    if not (isinstance(shape, list) and len(shape) == rank and all(_is_int(s) and s > 0 for s in shape)):
+        raise JetgenError("{} lacks a valid image_shape ({} positive whole numbers); it was not written by "
+                          "`jetgen train`.".format(path, rank))
     for key in ("num_classes", "num_train"):
         if not _is_int(opts.get(key)) or opts[key] < (1 if key == "num_train" else 0):
             raise JetgenError("{} lacks a valid {}; it was not written by `jetgen train`.".format(path, key))
@@ -170,8 +252,11 @@ def check_stored(config, path):
 
 
 def normalise(key, value):
-    if key in ("hidden", "channels"):
-        return int_list(value, key)
+    if key in ("hidden", "channels", "shape_classes") and isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    if key in ("hidden", "channels") and value is not None:
+        value = [int(v) if isinstance(v, str) and v.isdigit() else v for v in
+                 (value if isinstance(value, (list, tuple)) else [value])]
     if isinstance(value, tuple):
         return list(value)
     return value

@@ -16,6 +16,7 @@ import torch
 from jetgen.errors import JetgenError
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "folder")
+SHAPE_DATASETS = ("shapes", "meshes", "points")  # 3D point clouds: jetgen.train.shapes
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -62,6 +63,22 @@ def load_dataset(name, data_dir=None, download=False, image_size=28, seed=0, tes
     if name == "folder":
         return load_folder(data_dir, image_size, seed, test_fraction)
     raise JetgenError("Unknown data set {!r}; choose one of: {}.".format(name, ", ".join(DATASETS)))
+
+
+def load_for_run(config, log=None):
+    """The data set a run's options name: images (``load_dataset``) or 3D shapes
+    (``jetgen.train.shapes.load_shape_dataset`` with the run's points, classes and sizes); ``log`` hears
+    of skipped files. JetgenError when it cannot be loaded."""
+    name = config.get("data") or "digits"
+    if name not in SHAPE_DATASETS:
+        return load_dataset(name, config.get("data_dir"), bool(config.get("download", False)),
+                            int(config.get("image_size", 28)), seed=int(config.get("seed", 0)))
+    from jetgen.train.shapes import load_shape_dataset
+
+    return load_shape_dataset(name, config.get("data_dir"), points=int(config.get("points", 2500)),
+                              seed=int(config.get("seed", 0)), n_train=int(config.get("shapes_per_class", 300)),
+                              n_test=int(config.get("test_shapes_per_class", 80)),
+                              classes=config.get("shape_classes"), log=log)
 
 
 def load_digits(image_size=28, n_train=1500, split_seed=0):

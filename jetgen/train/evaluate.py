@@ -16,6 +16,8 @@ recon_before / recon_after are squared-error sums per image of the decoded mean 
 and leaves the run directory untouched. The numbers carry the ``options`` that made them; options other
 than the defaults write ``eval-k10.json`` (and the like) instead of ``eval.json``, so the default numbers
 that ``jetgen export`` copies into a bundle are never replaced by a quicker evaluation.
+
+3D shape runs (atlasnet) get their own numbers and pictures: ``jetgen.train.shape_eval``.
 """
 import os
 import time
@@ -27,7 +29,8 @@ from jetgen.atomic import atomic_write_json
 from jetgen.errors import JetgenError
 from jetgen.models.inference import infer_latents, infer_params
 from jetgen.train import metrics, plots
-from jetgen.train.data import load_dataset
+from jetgen.train.config import SHAPE_KINDS
+from jetgen.train.data import load_for_run
 from jetgen.train.rundir import load_run, read_metrics
 
 INFERENCE_STEPS = 100
@@ -37,15 +40,15 @@ EVAL_FILE = "eval.json"
 
 
 def load_run_data(config):
-    """The data set a run was trained on, from its config (data, data_dir, image_size, seed)."""
+    """The data set a run was trained on, from its config (data, data_dir, image_size, seed; for 3D
+    shapes also points, classes and sizes)."""
 
-    return load_dataset(config.get("data", "digits"), config.get("data_dir"), False,
-                        int(config.get("image_size", 28)), seed=int(config.get("seed", 0)))
+    return load_for_run(dict(config, download=False))
 
 
 # the options that change the numbers, their defaults, and the tag each adds to the file name
 OPTION_TAGS = (("iw_samples", 100, "k"), ("seed", 0, "seed"), ("inference_steps", INFERENCE_STEPS, "steps"),
-               ("inference_lr", INFERENCE_LR, "lr"))
+               ("inference_lr", INFERENCE_LR, "lr"), ("max_shapes", 240, "n"))
 
 
 def eval_file_name(options):
@@ -74,7 +77,7 @@ class Phases(object):
 
 
 def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
-                 inference_steps=INFERENCE_STEPS, inference_lr=INFERENCE_LR, progress=None):
+                 inference_steps=INFERENCE_STEPS, inference_lr=INFERENCE_LR, progress=None, max_shapes=240):
     """Evaluate the run in ``run_dir`` on its test split and return the numbers as a dict.
 
     Writes the numbers, with the ``options`` that made them, to ``eval.json`` (default options) or a
@@ -82,8 +85,9 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
     else ``RUN/`` and ``RUN/plots/``, so with it the run directory is left untouched. The dict's
     ``pictures`` entry lists the PNG paths, ``phase_seconds`` the time of each phase.
     ``inference_steps`` / ``inference_lr`` drive test-time inference for ad and vad. ``progress(name,
-    seconds)`` hears of each phase as it starts (seconds None) and ends. Raises JetgenError when the
-    run, its checkpoint or its data cannot be used.
+    seconds)`` hears of each phase as it starts (seconds None) and ends. ``max_shapes`` caps the test
+    shapes of a 3D run (``jetgen.train.shape_eval``). Raises JetgenError when the run, its checkpoint or
+    its data cannot be used.
     """
 
     if iw_samples < 1:
@@ -91,6 +95,8 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
     started = time.time()
     phase = Phases(progress)
     run, data = phase("loading the run and its data", _load, run_dir, load_run)
+    if run.model.kind in SHAPE_KINDS:
+        return _evaluate_shapes(run, data, int(max_shapes), pictures, out_dir, int(seed), phase, started)
     model, x = run.model, data.test_x
     options = {"iw_samples": int(iw_samples), "seed": int(seed)}
     if not model.has_encoder:
@@ -115,13 +121,37 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
     return result
 
 
+def _evaluate_shapes(run, data, max_shapes, pictures, out_dir, seed, phase, started):
+    """``evaluate_run`` for a 3D shape run: the numbers of ``shape_eval.evaluate_shapes``, written as eval.json."""
+    from jetgen.train.shape_eval import evaluate_shapes
+
+    if max_shapes < 2:
+        raise JetgenError("--max-shapes must be at least 2, got {}.".format(max_shapes))
+    options = {"max_shapes": max_shapes, "seed": seed}
+    model = run.model
+    result = {"model": model.kind, "latent_dim": model.latent_dim, "family": model.family.name,
+              "likelihood": model.likelihood, "run": os.path.abspath(run.path),
+              "checkpoint_sha256": run.checkpoint_sha256, "epoch": run.meta.get("epoch"), "data": data.name,
+              "seed": seed, "options": options}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        evaluate_shapes(run, data, options, result, phase,
+                        (out_dir or os.path.join(run.path, "plots")) if pictures else None)
+    result["phase_seconds"] = phase.seconds
+    result["eval_seconds"] = round(time.time() - started, 2)
+    result["eval_file"] = os.path.abspath(os.path.join(out_dir or run.path, eval_file_name(options)))
+    atomic_write_json(result["eval_file"], result)
+    return result
+
+
 def _load(run_dir, load_run):
     run = load_run(run_dir)
     data = load_run_data(run.config)
-    if tuple(data.image_shape) != tuple(run.model.image_shape):
+    expected = run.config["image_shape"] if run.model.kind in SHAPE_KINDS else run.model.image_shape
+    if tuple(data.image_shape) != tuple(expected):
         raise JetgenError("The data set {} now gives images of shape {} but the run was trained on {}; point "
                           "the run at the data it was trained on.".format(data.name, data.image_shape,
-                                                                          run.model.image_shape))
+                                                                          tuple(expected)))
     if len(data.test_x) < 2:
         raise JetgenError("The data set {} has {} test images; evaluation needs at least 2.".format(
             data.name, len(data.test_x)))

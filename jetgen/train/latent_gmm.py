@@ -41,3 +41,14 @@ def encode_means(model, clouds, batch=64):
     finally:
         model.train(was)
     return torch.cat(out)
+
+
+PRIOR_COMPONENTS, PRIOR_COVARIANCE = 10, "full"  # measured: benchmarks/shapes_results.md
+
+
+def fit_run_prior(model, train_x, seed=0):
+    """The latent density written after training: ``fit_latent_gmm(encode_means(model, train_x), 10,
+    "full")``, or None when there are fewer than 2 training shapes to fit."""
+    if len(train_x) < 2:
+        return None
+    return fit_latent_gmm(encode_means(model, train_x), PRIOR_COMPONENTS, PRIOR_COVARIANCE, seed=seed)

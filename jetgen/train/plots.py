@@ -53,14 +53,14 @@ def _column(rows, key):
     return xs, ys
 
 
-def plot_curves(rows, path, title=""):
-    """Loss, KL and KL-weight (beta) against epoch from metrics.csv rows (dicts of strings).
-    Returns None when there are no rows."""
+def plot_curves(rows, path, title="", loss_unit="nats/image", kl_unit="nats/image"):
+    """Loss, KL and KL-weight (beta) against epoch from metrics.csv rows (dicts of strings), the axes
+    labelled with the units given. Returns None when there are no rows."""
     if not rows:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, keys, name in ((axes[0], ("train_loss", "test_loss"), "loss (nats/image)"),
-                           (axes[1], ("train_kl", "test_kl"), "KL (nats/image)"),
+    for ax, keys, name in ((axes[0], ("train_loss", "test_loss"), "loss ({})".format(loss_unit)),
+                           (axes[1], ("train_kl", "test_kl"), "KL ({})".format(kl_unit)),
                            (axes[2], ("beta",), "KL weight beta")):
         drawn = False
         for key in keys:

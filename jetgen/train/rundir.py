@@ -10,6 +10,11 @@
       latent_stats.jsonl     one JSON line per epoch: epoch, mu_mean, mu_std, sigma_mean (Gaussian posteriors
                              only), kl_per_dim, each a list of latent_dim floats (see jetgen.train.trainer)
       ddp.json               distributed runs only: world_size, backend, per-rank parameter checksums, identical
+      latent_prior.json      atlasnet runs: the latent density fitted after training, {"family": "gmm", "params"}
+                             as jetgen.runtime.gmm.GaussianMixturePrior.from_spec reads it
+
+config.json holds a ``run_id`` (random, made when the run starts) that every checkpoint's meta.json
+repeats, so a checkpoint copied in from another run is refused rather than silently loaded.
       plots/                 PNG pictures written by training and eval
 """
 import csv
@@ -29,6 +34,7 @@ from jetgen.train.config import check_stored
 RUN_FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoint"
 LATENT_STATS = "latent_stats.jsonl"
+LATENT_PRIOR = "latent_prior.json"
 
 
 def write_config(run_dir, config):
@@ -105,10 +111,21 @@ def read_meta(run_dir):
     return meta
 
 
-def load_weights(run_dir, model, meta=None):
-    """Load the checkpoint's weights into ``model`` after checking the file's sha256."""
+def check_owner(run_dir, config, meta):
+    """JetgenError when the checkpoint's meta.json names another run than ``config`` (its run_id): a
+    checkpoint copied in from elsewhere is never loaded. Runs written before run ids pass."""
+    own, theirs = config.get("run_id") if config else None, meta.get("run_id")
+    if own is not None and theirs != own:
+        raise JetgenError("The checkpoint in {} belongs to another run (run id {} in its meta.json, {} in "
+                          "config.json); it was copied in from elsewhere, so it is not loaded: remove {}/{} or "
+                          "train again with --force.".format(run_dir, theirs, own, run_dir, CHECKPOINT_DIR))
 
+
+def read_weights(run_dir, meta=None, config=None):
+    """The checkpoint's state dict (tensors by name), after checking its sha256 and that it belongs to
+    the run (``check_owner`` with ``config``); returns (state, meta)."""
     meta = meta or read_meta(run_dir)
+    check_owner(run_dir, config, meta)
     path = os.path.join(run_dir, CHECKPOINT_DIR, "model.safetensors")
     if not os.path.isfile(path):
         raise JetgenError("The checkpoint in {} has no model.safetensors.".format(run_dir))
@@ -116,10 +133,20 @@ def load_weights(run_dir, model, meta=None):
         raise JetgenError("{} does not match the hash in its meta.json: the checkpoint is corrupt or was "
                           "changed.".format(path))
     try:
-        state = load_file(path)
-        model.load_state_dict(state)
-    except Exception as err:  # safetensors and torch raise several types for a bad file
+        return load_file(path), meta
+    except Exception as err:  # safetensors raises several types for a bad file
         raise JetgenError("Cannot load weights from {}: {}.".format(path, err))
+
+
+def load_weights(run_dir, model, meta=None, config=None):
+    """Load the checkpoint's weights into ``model`` after checking the file's sha256 and, with the run's
+    ``config``, that the checkpoint belongs to it (``check_owner``)."""
+
+    state, meta = read_weights(run_dir, meta, config)
+    try:
+        model.load_state_dict(state)
+    except Exception as err:  # torch raises several types for a state dict that does not fit
+        raise JetgenError("Cannot load weights from {}/{}: {}.".format(run_dir, CHECKPOINT_DIR, err))
     return meta
 
 
@@ -172,9 +199,30 @@ def load_run(run_dir):
         model = build_model(config)
     except (KeyError, ValueError) as err:
         raise JetgenError("{}/config.json does not describe a model this jetgen can build: {}.".format(run_dir, err))
-    load_weights(run_dir, model, meta)
+    load_weights(run_dir, model, meta, config)
     model.eval()
     return Run(run_dir, config, model, meta)
+
+
+def save_latent_prior(run_dir, spec):
+    """Write the fitted latent density ({"family": "gmm", "params": {...}}) as RUN/latent_prior.json."""
+    atomic_write_json(os.path.join(run_dir, LATENT_PRIOR), spec)
+
+
+def load_latent_prior(run_dir):
+    """The density in RUN/latent_prior.json as a ``GaussianMixturePrior``, or None when the run has none;
+    JetgenError when the file is corrupt or not a mixture description."""
+    from jetgen.runtime.gmm import GaussianMixturePrior
+
+    path = os.path.join(run_dir, LATENT_PRIOR)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as handle:
+            spec = json.load(handle)
+    except (ValueError, OSError) as err:
+        raise JetgenError("{} is corrupt ({}); train the run again to refit it.".format(path, err))
+    return GaussianMixturePrior.from_spec(spec)
 
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl",

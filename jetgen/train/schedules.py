@@ -6,6 +6,8 @@
              ``cycle_ratio`` of the cycle, then flat at beta (Fu et al. 2019).
 - free-bits: weight beta, but the KL term is sum_d max(lambda, mean_batch KL_d) (Kingma et al. 2016).
 """
+import math
+
 import torch
 
 KL_SCHEDULES = ("constant", "linear", "cyclical", "free-bits")
@@ -39,3 +41,26 @@ def kl_term(kl, free_bits=None):
     if free_bits is None:
         return kl.sum(1).mean()
     return torch.clamp(kl.mean(0), min=float(free_bits)).sum()
+
+
+LR_SCHEDULES = ("constant", "one-cycle")
+ONE_CYCLE_WARMUP = 0.15  # share of the run rising to the peak (the shapes experiment's setting)
+ONE_CYCLE_START, ONE_CYCLE_END = 1.0 / 25.0, 1.0 / 25.0 / 1e4  # torch OneCycleLR's div_factor, final_div_factor
+
+
+def lr_factor(schedule, step, total_steps):
+    """The learning rate at ``step`` as a fraction of the peak (``--lr``): 1 for ``constant``; for
+    ``one-cycle`` a cosine rise from 1/25 to 1 over the first 15% of the run, then a cosine fall to
+    1/25e4 (torch's OneCycleLR with its defaults). A pure function of the step, so resuming needs no state."""
+    if schedule == "constant":
+        return 1.0
+    if schedule != "one-cycle":
+        raise ValueError("unknown learning-rate schedule {!r}; choose one of: {}".format(
+            schedule, ", ".join(LR_SCHEDULES)))
+    total = max(1, int(total_steps))
+    rise = max(1.0, ONE_CYCLE_WARMUP * total)
+    if step < rise:
+        low, high, t = ONE_CYCLE_START, 1.0, step / rise
+    else:
+        low, high, t = 1.0, ONE_CYCLE_END, min(1.0, (step - rise) / max(1.0, total - rise))
+    return high + (low - high) * (1.0 + math.cos(math.pi * t)) / 2.0

@@ -26,9 +26,8 @@ import torch
 
 from jetgen.atomic import atomic_write_bytes
 from jetgen.errors import JetgenError
-from jetgen.train.data import Dataset
+from jetgen.train.data import SHAPE_DATASETS, Dataset  # noqa: F401  (SHAPE_DATASETS re-exported)
 
-SHAPE_DATASETS = ("shapes", "meshes", "points")
 SHAPE_CLASSES = ("sword", "plane", "chair", "table", "lamp", "mug")
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb")
 CLOUD_EXTENSIONS = (".ply", ".xyz", ".npy")
@@ -543,10 +542,11 @@ def load_points(data_dir, points=DEFAULT_POINTS, seed=0, test_fraction=0.15, max
 
 
 def load_shape_dataset(name, data_dir=None, points=DEFAULT_POINTS, seed=0, n_train=DEFAULT_TRAIN,
-                       n_test=DEFAULT_TEST, test_fraction=0.15, log=None):
-    """A 3D data set by name (shapes, meshes, points); JetgenError with what to do when it cannot be loaded."""
+                       n_test=DEFAULT_TEST, test_fraction=0.15, log=None, classes=None):
+    """A 3D data set by name (shapes, meshes, points); JetgenError with what to do when it cannot be loaded.
+    ``classes`` picks procedural classes (all of SHAPE_CLASSES when None)."""
     if name == "shapes":
-        return procedural_shapes(n_train, n_test, points, seed, log=log)
+        return procedural_shapes(n_train, n_test, points, seed, classes=classes or SHAPE_CLASSES, log=log)
     if name == "meshes":
         return load_meshes(data_dir, points, seed, test_fraction, log)
     if name == "points":

@@ -27,6 +27,7 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 
 import torch
 import torch.distributed as dist
@@ -41,9 +42,9 @@ from jetgen.atomic import atomic_write_json, clean_stale
 from jetgen.errors import JetgenError
 from jetgen.models import build_model, kind_class
 from jetgen.train import config as run_config, rundir
-from jetgen.train.data import load_dataset
+from jetgen.train.data import SHAPE_DATASETS, load_dataset, load_for_run
 from jetgen.train.metrics import active_units
-from jetgen.train.schedules import kl_term, kl_weight
+from jetgen.train.schedules import kl_term, kl_weight, lr_factor
 
 # kept as names of this module for callers that read them here
 DEFAULTS = run_config.DEFAULTS
@@ -89,6 +90,8 @@ def train(config, resume=None):
         if run is None:
             return run_dir
         _loop(run)
+        if rank == 0 and run.opts["model"] in run_config.SHAPE_KINDS:
+            _fit_latent_prior(run)
         if world > 1:
             _record_ddp_checksums(run_dir, run.model, rank, world)
         if run.show:
@@ -107,8 +110,24 @@ class _Run(object):
         self.__dict__.update(values)
 
 
+def _fit_latent_prior(run):
+    """After training a 3D run: the latent mixture on the training codes, as RUN/latent_prior.json."""
+    from jetgen.train.latent_gmm import fit_run_prior
+
+    spec = fit_run_prior(run.model, run.data.train_x, seed=run.opts["seed"])
+    if spec is not None:
+        rundir.save_latent_prior(run.run_dir, spec)
+        if run.show:
+            _say("Fitted the latent density ({} Gaussians, full covariance) on {} training codes: {}.".format(
+                len(spec["params"]["weights"]), len(run.data.train_x),
+                os.path.join(run.run_dir, rundir.LATENT_PRIOR)))
+
+
 def _load_data(opts, run_dir, resuming, world):
-    data = load_dataset(opts["data"], opts["data_dir"], opts["download"], opts["image_size"], seed=opts["seed"])
+    if opts["data"] in SHAPE_DATASETS:
+        data = load_for_run(opts, log=_say)
+    else:
+        data = load_dataset(opts["data"], opts["data_dir"], opts["download"], opts["image_size"], seed=opts["seed"])
     _check_labels(data)
     if len(data.train_x) == 0:
         raise JetgenError("The {} training split is empty; add training images.".format(data.name))
@@ -126,7 +145,7 @@ def _load_data(opts, run_dir, resuming, world):
         chosen = run_config.fill_schedule(opts, len(data.train_x), world)
         opts.update(image_shape=list(data.image_shape), classes=data.classes, num_train=len(data.train_x),
                     num_classes=data.num_classes if kind_class(opts["model"]).labelled else 0,
-                    jetgen_version=__version__, torch_version=torch.__version__)
+                    jetgen_version=__version__, torch_version=torch.__version__, run_id=uuid.uuid4().hex)
         if opts["data_dir"]:
             opts["data_dir"] = os.path.abspath(opts["data_dir"])
     return data, chosen
@@ -136,7 +155,7 @@ def _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts):
     """Checkpoint meta and training state of a resumed run, or a fresh directory; None, None when a
     resumed run has nothing left to train."""
     if resuming:
-        meta = rundir.load_weights(run_dir, model)
+        meta = rundir.load_weights(run_dir, model, config=opts)
         state = rundir.load_train_state(run_dir, meta)
         if meta["epoch"] >= opts["epochs"] and meta["step"] == 0:
             if rank == 0:
@@ -165,6 +184,10 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
         model = build_model(opts)
     except ValueError as err:
         raise JetgenError("Cannot build that model: {}.".format(err))
+    if not resuming and isinstance(opts["init_from"], str):
+        from jetgen.train.transfer import init_from_run
+
+        opts["init_from"] = init_from_run(model, opts["init_from"], run_dir, _say if rank == 0 else lambda m: None)
     model.to(device)
     meta, state = _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts)
     if meta is None:
@@ -189,6 +212,7 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
     run = _Run(opts=opts, run_dir=run_dir, data=data, model=model, optimizer=optimizer, scaler=scaler,
                use_amp=use_amp, objective=objective, sampler=sampler, device=device, rank=rank, world=world,
                steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * opts["epochs"],
+               base_lrs=[g["lr"] for g in groups],
                free_bits=opts["free_bits"] if opts["kl_schedule"] == "free-bits" else None,
                train_x=data.train_x.to(device), train_y=data.train_y.to(device),
                epoch=0, step=0, global_step=0, acc=_new_accumulators(),
@@ -206,8 +230,9 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
     if run.show:
         if chosen:
             _say(chosen)
-        _say("Training {} ({}, latent {}) on {} ({} images) for {} epochs on {}{}{}{}.".format(
-            opts["model"], opts["arch"], opts["latent_dim"], data.name, len(data.train_x), opts["epochs"], device,
+        _say("Training {} ({}, latent {}) on {} ({} {}) for {} epochs on {}{}{}{}.".format(
+            opts["model"], opts.get("variant") if opts["model"] in run_config.SHAPE_KINDS else opts["arch"],
+            opts["latent_dim"], data.name, len(data.train_x), _examples(data), opts["epochs"], device,
             " with mixed precision" if use_amp else "", ", {} processes".format(world) if world > 1 else "",
             ", resuming at epoch {} step {}".format(run.epoch + 1, run.step) if state is not None else ""))
     return run
@@ -226,6 +251,7 @@ def _checkpoint(run):
     if run.rank == 0:
         rundir.save_checkpoint(run.run_dir, run.model, train_state, {
             "epoch": run.epoch, "step": run.step, "global_step": run.global_step, "epochs": opts["epochs"],
+            "run_id": opts.get("run_id"),
             "complete": run.epoch >= opts["epochs"] and run.step == 0})
 
 
@@ -285,6 +311,9 @@ def _train_step(run, idx):
     x = run.train_x[idx]
     y = F.one_hot(run.train_y[idx], run.data.num_classes).float() if run.model.conditional else None
     beta = _beta(run, run.global_step)
+    factor = lr_factor(run.opts["lr_schedule"], run.global_step, run.total_steps)
+    for group, base in zip(run.optimizer.param_groups, run.base_lrs):
+        group["lr"] = base * factor
     with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
         terms = run.objective(x, y, idx)
     recon = terms["recon"].float().mean()
@@ -306,11 +335,13 @@ def _end_epoch(run):
     """Metrics and latent statistics of the finished epoch (rank 0), then a checkpoint."""
     run.epoch += 1
     if run.rank == 0:
-        row, latent_stats = _evaluate(run.model, run.data, run.opts, run.device)
+        # 3D shapes hold thousands of points each: smaller evaluation batches keep the memory bounded
+        row, latent_stats = _evaluate(run.model, run.data, run.opts, run.device,
+                                      batch=64 if len(run.data.image_shape) == 2 else 500)
         acc = run.acc
         count = max(acc["count"], 1.0)
         row.update(epoch=run.epoch, train_loss=(acc["recon"] + acc["kl"]) / count, train_recon=acc["recon"] / count,
-                   train_kl=acc["kl"] / count, lr=run.opts["lr"], time_s=round(acc["time"], 3),
+                   train_kl=acc["kl"] / count, lr=run.optimizer.param_groups[0]["lr"], time_s=round(acc["time"], 3),
                    beta=_beta(run, run.global_step - 1))
         rundir.append_metrics(run.run_dir, row)
         rundir.append_latent_stats(run.run_dir, dict(epoch=run.epoch, **latent_stats))
@@ -430,6 +461,10 @@ def _kept(run_dir):
         return " The last good checkpoint (epoch {}) in {} is untouched.".format(
             rundir.read_meta(run_dir)["epoch"], run_dir)
     return " No checkpoint was written."
+
+
+def _examples(data):
+    return "shapes" if len(data.image_shape) == 2 else "images"
 
 
 def _new_accumulators():

@@ -1,0 +1,45 @@
+"""``--init-from RUN``: start a new run from the weights of a run the user named (issue 11, transfer).
+
+Only the run named is read, and only after checking that it is a jetgen run of the same model kind
+whose checkpoint matches its sha256 and belongs to it (``rundir.read_weights``). What was copied goes
+into the new run's config.json as ``init_from`` (the exporter copies it into bundle provenance):
+``{"run": <absolute path>, "checkpoint_sha256": <hex>, "loaded": n, "partial": n, "skipped": n, "new": n}``.
+"""
+import os
+
+from jetgen.errors import JetgenError
+from jetgen.train import rundir
+
+NAMES_SHOWN = 8  # tensor names listed per category in the log line
+
+
+def init_from_run(model, source, run_dir, log):
+    """Copy the fitting tensors of the run ``source`` into ``model`` (``jetgen.models.atlasnet.init_from``),
+    tell ``log`` the loaded / partial / skipped / new counts with their names, and return the record for
+    config.json. JetgenError when ``source`` is not a trained jetgen run of ``model``'s kind, its
+    checkpoint is corrupt or foreign, or it is the run directory being created."""
+    from jetgen.models.atlasnet import init_from
+
+    if os.path.abspath(source) == os.path.abspath(run_dir):
+        raise JetgenError("--init-from {} names the run directory being created; name another run.".format(source))
+    config = rundir.read_config(source)
+    if config["model"] != model.kind:
+        raise JetgenError("--init-from {} is a {} run; a {} run can only start from another {} run.".format(
+            source, config["model"], model.kind, model.kind))
+    state, meta = rundir.read_weights(source, config=config)
+    report = init_from(model, state)
+    record = {"run": os.path.abspath(source), "checkpoint_sha256": meta["model_sha256"]}
+    record.update((key, len(report[key])) for key in ("loaded", "partial", "skipped", "new"))
+    parts = []
+    for key in ("partial", "skipped", "new", "unused"):
+        names = report[key]
+        if names:
+            parts.append("{}: {}{}".format(key, ", ".join(names[:NAMES_SHOWN]),
+                                           " and {} more".format(len(names) - NAMES_SHOWN) if len(names) > NAMES_SHOWN
+                                           else ""))
+    log("Started from run {} ({} {}, epoch {}, checkpoint sha256 {}): {} tensors loaded, {} partial, {} skipped "
+        "(other shape), {} new{}.".format(record["run"], config["model"], config.get("variant", ""), meta["epoch"],
+                                          record["checkpoint_sha256"][:12], record["loaded"], record["partial"],
+                                          record["skipped"], record["new"],
+                                          "; " + "; ".join(parts) if parts else ""))
+    return record
