@@ -2,7 +2,9 @@
 
 train a CVAE -> evaluate (numbers and pictures) -> export a bundle for a Jetson Nano -> check it
 offline -> in a separate process where torch cannot be imported: sample, interpolate and complete
-with the runtime -> a short benchmark against torch eager -> ``OUT/report.md`` and ``OUT/metrics.json``.
+with the runtime -> the same path for 3D shapes (jetgen.demo_shapes: a small AtlasNet VAE, sampled
+meshes, completed cut shapes) -> a short benchmark against torch eager -> ``OUT/report.md`` and
+``OUT/metrics.json``.
 
 Every step runs the ``jetgen`` command line in a subprocess, exactly as a user would.
 """
@@ -17,6 +19,8 @@ import time
 import numpy as np
 
 from jetgen.atomic import atomic_write_json, atomic_write_text
+from jetgen.demo_shapes import report_lines as shapes_report_lines
+from jetgen.demo_shapes import shapes_part
 
 # Run a jetgen command in a process where importing torch (or other desktop-only packages) fails,
 # the way it is on a Jetson without PyTorch.
@@ -141,6 +145,7 @@ def main(argv=None):
     check, check_rc = step("check", ["check", bundle, "--target", "nano", "--json"], capture_json=True)
 
     err, fill_err, label_acc = device_steps(step, out, bundle)
+    shapes = shapes_part(step, out, args.seed)
     bench, _ = step("benchmark", ["bench", bundle, "--run", run, "--batch-sizes", "1,64,256", "--min-time", 0.3,
                                   "--complete-steps", 100, "--md", os.path.join(out, "bench.md"),
                                   "--chart", os.path.join(out, "bench.png"), "--json"], capture_json=True)
@@ -155,6 +160,7 @@ def main(argv=None):
         "bench": [{k: r.get(k) for k in ("task", "backend", "precision", "batch", "p50_ms", "throughput", "vs_torch")}
                   for r in bench["rows"]],
         "memory_mb": bench.get("memory"),
+        "shapes": shapes,
         "steps": log,
         "total_seconds": round(time.time() - t_start, 1),
     }
@@ -214,7 +220,8 @@ def write_report(out, s, metrics):
             num(r["vs_torch"], "{:.2f}x")))
     mem = s.get("memory_mb") or {}
     lines += ["", "Peak memory of `jetgen sample`: {} MB (`import torch` alone: {} MB).".format(
-        num(mem.get("jetgen_sample_mb")), num(mem.get("import_torch_mb"))), "", "## Pictures", ""]
+        num(mem.get("jetgen_sample_mb")), num(mem.get("import_torch_mb"))), ""]
+    lines += shapes_report_lines(s["shapes"]) + ["## Pictures", ""]
     for name in _pictures(out):
         lines += ["### {}".format(name), "", "![{}]({})".format(name, name), ""]
     lines += ["## Steps", "", "| step | seconds | command |", "|---|---|---|"]

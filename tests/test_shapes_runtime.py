@@ -101,9 +101,11 @@ def test_broken_clouds_are_refused_with_a_sentence(tmp_path):
         assert text.endswith(".") and "\n" not in text, (name, text)
     with pytest.raises(JetgenError, match="No file"):
         rs.read_points(str(tmp_path / "missing.ply"))
-    (tmp_path / "x.obj").write_text("v 0 0 0\n")
+    (tmp_path / "x.obj").write_text("v 0 0 0\nv 1 0 0\n")  # a mesh's vertices are a cloud too
+    assert rs.read_points(str(tmp_path / "x.obj")).shape == (2, 3)
+    (tmp_path / "x.txt").write_text("0 0 0\n")
     with pytest.raises(JetgenError, match="must be"):
-        rs.read_points(str(tmp_path / "x.obj"))
+        rs.read_points(str(tmp_path / "x.txt"))
 
 
 def test_render_writes_a_depth_shaded_png(tmp_path):
