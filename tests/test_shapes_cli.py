@@ -129,36 +129,32 @@ def test_an_image_bundle_refuses_clouds_and_meshes(tmp_path):
     assert "cloud.ply" in message
 
 
-def test_a_trained_run_exports_with_its_mixture_prior_and_transfer_provenance(tmp_path_factory, tmp_path):
-    from jetgen.train import rundir
-    from jetgen.train.latent_gmm import encode_means, fit_latent_gmm
-
-    _, model, train_x, _ = shared_bundle(tmp_path_factory)
+def test_a_trained_run_exports_with_its_mixture_prior_and_transfer_provenance(tmp_path):
+    """`jetgen train atlasnet` (an AE, then a VAE started from it) on a folder of clouds, then export: the
+    bundle carries the run's fitted mixture as its prior and the transfer record in its provenance."""
     data_dir = tmp_path / "clouds"
     for c, cls in enumerate(("round", "flat")):
         os.makedirs(str(data_dir / cls))
         for i, cloud in enumerate(ellipsoids(7, 300, 20 + c)):
             np.save(str(data_dir / cls / "{}.npy".format(i)), cloud * (1.0, 0.4 + 0.6 * c, 1.0))
-    run_dir = str(tmp_path / "run")
-    os.makedirs(run_dir)
-    config = dict(SETTINGS, model="atlasnet", variant="vae", recon_scale=1000.0, init_logvar=-4.0, beta=0.01,
-                  data="points", data_dir=str(data_dir), seed=0, epochs=1,
-                  init_from={"run": "runs/ae", "checkpoint_sha256": "ab" * 32})
-    rundir.write_config(run_dir, config)
-    rundir.save_checkpoint(run_dir, model, {"epoch": 1}, {"epoch": 1, "step": 0, "global_step": 4})
-    import torch
-
-    prior = fit_latent_gmm(encode_means(model, torch.from_numpy(train_x)), 2, "diag")
-    with open(os.path.join(run_dir, "latent_prior.json"), "w") as handle:
-        json.dump(prior, handle)
+    small = ["--data", "points", "--data-dir", data_dir, "--latent-dim", SETTINGS["latent_dim"], "--patches",
+             SETTINGS["patches"], "--hidden", SETTINGS["hidden"], "--grid", SETTINGS["grid"], "--train-points", 128,
+             "--encoder-points", 64, "--batch-size", 4, "--epochs", 1, "--quiet"]
+    ae, vae = str(tmp_path / "ae"), str(tmp_path / "vae")
+    for args in (["--variant", "ae", "--out", ae], ["--init-from", ae, "--out", vae]):
+        code, text = run("train", "atlasnet", *(small + args))
+        assert code == 0, text
     out = str(tmp_path / "run.jetgen")
-    code, text = run("export", run_dir, "--target", "nano", "--out", out)
+    code, text = run("export", vae, "--target", "nano", "--out", out)
     assert code == 0, text
     with open(os.path.join(out, "manifest.json")) as handle:
         manifest = json.load(handle)
+    with open(os.path.join(vae, "latent_prior.json")) as handle:
+        fitted = json.load(handle)
     assert manifest["graphs"]["latent_grad"]["batch"]["max"] == 16  # the point-cloud default fits a Nano
-    assert manifest["model"]["prior"]["family"] == "gmm"
-    assert manifest["provenance"]["init_from"]["run"] == "runs/ae"
+    assert manifest["model"]["prior"] == fitted and fitted["family"] == "gmm"
+    record = manifest["provenance"]["init_from"]
+    assert record["run"] == os.path.abspath(ae) and len(record["checkpoint_sha256"]) == 64 and record["loaded"] > 0
     assert manifest["model"]["points"]["prior_weight"] == 0.01
     code, text = run("sample", out, "--n", 2, "--seed", 0, "--out", tmp_path / "g.ply")
     assert code == 0, text

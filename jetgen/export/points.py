@@ -237,25 +237,13 @@ LATENT_PRIOR = "latent_prior.json"  # optional in a run: a fitted latent density
 
 
 def load_points_run(run_dir):
-    """A trained point-cloud run (config.json, checkpoint/) as a jetgen.train.rundir.Run, the model in
-    eval mode. The model's own constructor checks its settings; JetgenError for a missing or damaged
-    config or checkpoint, or settings it refuses."""
-    import os
+    """A trained point-cloud run as a jetgen.train.rundir.Run, the model in eval mode: the same loader
+    as every run (its stored config checked by the option rules, its checkpoint by sha256 and run id)."""
+    from jetgen.train.rundir import load_run
 
-    from jetgen.models import build_model
-    from jetgen.train import rundir
-
-    path = os.path.join(os.fspath(run_dir), "config.json")
-    if not os.path.isfile(path):
-        raise JetgenError("{} is not a jetgen run directory: it has no config.json.".format(run_dir))
-    config = spec.load_json(path, "run configuration")
-    meta = rundir.read_meta(run_dir)
-    try:
-        model = build_model(config)
-    except (KeyError, ValueError, TypeError) as err:
-        raise JetgenError("{} does not describe a model this jetgen can build: {}.".format(path, err))
-    rundir.load_weights(run_dir, model, meta)
-    return rundir.Run(os.fspath(run_dir), config, model.eval(), meta)
+    run = load_run(run_dir)
+    run.model.eval()
+    return run
 
 
 def run_prior(run):
