@@ -191,5 +191,14 @@ class OrtSession(object):
             return dict(zip(self.output_names, values))
         return dict((n, v if v.dtype == np.float32 else v.astype(np.float32)) for n, v in zip(self.output_names, values))
 
+    def output_runner(self, name):
+        """``f(feeds) -> output`` for the output ``name`` (float32), on feeds already checked and float32
+        C-contiguous: the binding's run with its arguments bound once, for Model's batch-1 path; None
+        where outputs need I/O binding (GPU) or a cast."""
+        if self._binding or not self._float_outputs or name not in self.output_names:
+            return None
+        run, names = self._run, [name]
+        return lambda feeds: run(names, feeds, None)[0]
+
     def close(self):
         self._session = None
