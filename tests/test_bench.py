@@ -228,3 +228,14 @@ def test_serve_section_is_kept_and_readme_row_replaced(tmp_path):
     text = readme.read_text()
     assert "1.7-2.0x" not in text and "| runtime vs torch eager, same machine | 1.05x |" in text
     assert "| other | 1 |" in text
+
+
+def test_one_process_table_shows_both_protocols_per_thread_count():
+    results_md = _benchmarks_module("results_md")
+    study = {"batch": 64, "threads": 2, "repeats": [
+        {"torch": {"p50_ms": v}, "onnxruntime": {"p50_ms": 0.5}} for v in (0.7, 31.4, 0.8)]}
+    runs = {"cvae-mlp": [{"rows": [{"task": "decode", "backend": "torch", "batch": 64, "status": "ok", "p50_ms": v}]}
+                         for v in (0.9, 0.8, 0.85)]}
+    text = "\n".join(results_md.one_process_lines([(study, runs)]))
+    assert "| 2 | one process | 0.7, 31.4, 0.8 | 0.7-31.4 | 0.5 |" in text
+    assert "| 2 | one process per backend | 0.9, 0.8, 0.85 | 0.8-0.9 | - |" in text
