@@ -211,7 +211,7 @@ def completion_lines(study):
 
 
 def render(runs, tolerances, completion, golden_written, seconds, overhead=None, one_process=None, kept="",
-           runs_2threads=None, one_process_2threads=None):
+           runs_2threads=None, one_process_2threads=None, overhead_before=None):
     first = next(iter(runs.values()))[0]
     m = first["machine"]
     lines = ["# jetgen benchmark results", "",
@@ -238,6 +238,9 @@ def render(runs, tolerances, completion, golden_written, seconds, overhead=None,
     lines += ["## The runtime's overhead against a bare ONNX Runtime session", ""] + overhead_lines(runs) + [""]
     if overhead:
         lines += ["### Batch 1", ""] + batch1_lines(overhead) + [""]
+    if overhead_before:
+        lines += ["The same study earlier this day, before the ONNX Runtime session kept one RunOptions for all "
+                  "its runs (each run built a default one):", ""] + batch1_lines(overhead_before)[2:] + [""]
     sets = [(study, r) for study, r in ((one_process_2threads, runs_2threads), (one_process, runs)) if study and r]
     if sets:
         lines += ["## One process against one process per backend", ""] + one_process_lines(sets) + [""]

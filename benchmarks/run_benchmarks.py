@@ -185,7 +185,8 @@ def main():
     text = results_md.render(raw["runs"], raw.get("tolerances"), raw.get("completion"), raw.get("golden_written"),
                              raw.get("seconds", 0.0), overhead=raw.get("overhead"), one_process=raw.get("one_process"),
                              kept=results_md.kept_sections(kept), runs_2threads=raw.get("runs_2threads"),
-                             one_process_2threads=raw.get("one_process_2threads"))
+                             one_process_2threads=raw.get("one_process_2threads"),
+                             overhead_before=raw.get("overhead_before_run_options"))
     from jetgen.atomic import atomic_write_text
     atomic_write_text(a.results, text)
     print("wrote " + a.results)
