@@ -60,6 +60,108 @@ def overhead_lines(runs):
     return lines
 
 
+OVERHEAD_TARGET = 1.15  # issue 13: Model.decode at batch 1 within 1.15x of the bare session
+SERVE_HEADING = "## `jetgen serve` under load"
+
+
+def _ratios(results, task):
+    """Per repeat: (bare session median ms, runtime median ms, runtime / session) at batch 1."""
+    out = []
+    for res in results:
+        rows = dict((r["backend"], r) for r in res["rows"] if r["task"] == task and r["batch"] == 1
+                    and r["status"] == "ok")
+        if "onnxruntime" in rows and "ort" in rows:
+            out.append((rows["onnxruntime"]["p50_ms"], rows["ort"]["p50_ms"],
+                        rows["ort"]["p50_ms"] / rows["onnxruntime"]["p50_ms"]))
+    return out
+
+
+def batch1_lines(overhead):
+    """The batch-1 overhead study: runtime against the bare session, per thread count, every repeat."""
+    first = next(iter(overhead.values()))[0]
+    lines = ["The MLP cvae decoder at batch 1: `Model.decode(z, y)` and `Model.sample(1, labels=y)` (prior draw + "
+             "decode, every input and output checked) against a bare `onnxruntime.InferenceSession.run` (and the "
+             "same prior draw in numpy), each in its own process (`jetgen bench --backend onnxruntime,ort "
+             "--batch-sizes 1 --sample-batch 1 --tasks decode,sample`), {} warm-up calls, then {} s of timed calls "
+             "(thousands), the order alternating. Target: the runtime within {:.2f}x of the bare session.".format(
+                 first["settings"]["warmup"], first["settings"]["min_time_s"], OVERHEAD_TARGET), "",
+             "| threads | task | bare session median us | runtime median us | runtime / session, each repeat | "
+             "range | within {:.2f}x | load average before (1 min) |".format(OVERHEAD_TARGET),
+             "|---|---|---|---|---|---|---|---|"]
+    for threads, results in sorted(overhead.items(), key=lambda kv: int(kv[0])):
+        for task in ("decode", "sample"):
+            got = _ratios(results, task)
+            if not got:
+                continue
+            met = sum(1 for _, _, r in got if r <= OVERHEAD_TARGET)
+            lines.append("| {} | {} | {} | {} | {} | {} | {} of {} repeats | {} |".format(
+                threads, task, span([b * 1e3 for b, _, _ in got]), span([m * 1e3 for _, m, _ in got]),
+                ", ".join(_times(r) for _, _, r in got), span([r for _, _, r in got], _times), met, len(got),
+                span([(res.get("load") or {}).get("before", [None])[0] for res in results])))
+    return lines
+
+
+def _torch_p50(runs, batch):
+    return [r["p50_ms"] for r in _rows(runs.get("cvae-mlp", []), "decode", "torch", batch) if r is not None]
+
+
+def one_process_lines(sets):
+    """The torch decode figure that swung in one-process runs, per thread count: its median in every
+    repeat with ONNX Runtime timed before it in the same process, and in the per-process protocol.
+    ``sets``: [(one-process study, per-process runs), ...]."""
+    batch = sets[0][0]["batch"]
+    lines = ["PyTorch's MLP cvae decoder at batch {}: median ms in each of 3 repeats (each a fresh process), "
+             "under the old protocol (ONNX Runtime's decoder timed just before, in the same process) and under "
+             "`jetgen bench`'s (each backend in its own process; the summary tables).".format(batch), "",
+             "| threads | protocol | torch decode batch {} median ms, each repeat | range | ONNX Runtime's decoder, "
+             "same process, ms |".format(batch), "|---|---|---|---|---|"]
+    for study, runs in sets:
+        one = [r["torch"]["p50_ms"] for r in study["repeats"]]
+        ort_one = [r["onnxruntime"]["p50_ms"] for r in study["repeats"]]
+        per = _torch_p50(runs, batch)
+        lines.append("| {} | one process | {} | {} | {} |".format(study["threads"], ", ".join(fmt(v) for v in one),
+                                                                 span(one), span(ort_one)))
+        lines.append("| {} | one process per backend | {} | {} | - |".format(
+            study["threads"], ", ".join(fmt(v) for v in per), span(per)))
+    lines += ["", "An earlier one-process run showed torch's batch-64 decode at a flat 32 ms."]
+    return lines
+
+
+def kept_sections(text):
+    """The part of an old results.md this script does not measure (the `jetgen serve` load test), to
+    carry over unchanged; '' when there is none."""
+    start = text.find(SERVE_HEADING)
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + len(SERVE_HEADING))
+    return text[start:] if end < 0 else text[start:end + 1]
+
+
+def readme_row(runs, overhead, runs_2threads=None):
+    """README's speed row, from the same runs as results.md."""
+    def p50_span(name, task, backend, batch, scale=1.0):
+        rows = [r for r in _rows(runs[name], task, backend, batch) if r is not None]
+        return span([r.get("vs_torch") for r in rows], _times) if backend != "torch" else \
+            span([r["p50_ms"] * scale for r in rows])
+    first = runs["cvae-mlp"][0]
+    threads = first["settings"]["threads"]
+    loads = [res["load"]["before"][0] for results in runs.values() for res in results]
+    parts = ["each backend in its own process, CPU threads: {}, ranges over {} repeats; `Model` vs torch eager, "
+             "median time: MLP cvae decode batch 1 {}, batch 64 {}, sample 1024 {}; conv vae decode batch 64 {}, "
+             "complete 64 {} (>1: the runtime is faster)".format(
+                 threads, len(runs["cvae-mlp"]), p50_span("cvae-mlp", "decode", "ort", 1),
+                 p50_span("cvae-mlp", "decode", "ort", 64), p50_span("cvae-mlp", "sample", "ort", 1024),
+                 p50_span("vae-conv", "decode", "ort", 64), p50_span("vae-conv", "complete", "ort", 64))]
+    if overhead:
+        got = _ratios(overhead.get(str(threads)) or next(iter(overhead.values())), "decode")
+        parts.append("batch-1 decode {} of a bare ONNX Runtime session".format(span([r for _, _, r in got], _times)))
+    if runs_2threads:
+        parts.append("with 2 threads torch's batch-64 decode ranged {} ms over 3 per-process repeats on this "
+                     "shared CPU".format(span(_torch_p50(runs_2threads, 64))))
+    parts.append("load average {} during the runs (shared CPU)".format(span(loads)))
+    return "| runtime vs torch eager, same machine | {} |".format("; ".join(parts))
+
+
 def tolerance_lines(study):
     lines = ["Errors of the reduced-precision graphs against the fp32 graph's outputs (ONNX Runtime, CPU) on "
              "{} prior samples and test digits; fp32 here is TensorRT's TF32 emulated (matrix-product inputs "
@@ -108,7 +210,8 @@ def completion_lines(study):
     return lines
 
 
-def render(runs, tolerances, completion, golden_written, seconds):
+def render(runs, tolerances, completion, golden_written, seconds, overhead=None, one_process=None, kept="",
+           runs_2threads=None, one_process_2threads=None, overhead_before=None):
     first = next(iter(runs.values()))[0]
     m = first["machine"]
     lines = ["# jetgen benchmark results", "",
@@ -133,6 +236,19 @@ def render(runs, tolerances, completion, golden_written, seconds):
     for name, results in runs.items():
         lines += ["### " + name, ""] + summary_table(results) + [""]
     lines += ["## The runtime's overhead against a bare ONNX Runtime session", ""] + overhead_lines(runs) + [""]
+    if overhead:
+        lines += ["### Batch 1", ""] + batch1_lines(overhead) + [""]
+    if overhead_before:
+        lines += ["The same study earlier this day, before the ONNX Runtime session kept one RunOptions for all "
+                  "its runs (each run built a default one):", ""] + batch1_lines(overhead_before)[2:] + [""]
+    sets = [(study, r) for study, r in ((one_process_2threads, runs_2threads), (one_process, runs)) if study and r]
+    if sets:
+        lines += ["## One process against one process per backend", ""] + one_process_lines(sets) + [""]
+    if runs_2threads:
+        lines += ["## The same tables with 2 threads (an earlier run of this script, this day)", ""]
+        for name, results in runs_2threads.items():
+            lines += ["### {} (load average before each repeat: {})".format(
+                name, "; ".join(str(r["load"]["before"]) for r in results)), ""] + summary_table(results) + [""]
     mem = first.get("memory") or {}
     if mem:
         lines += ["Peak memory: `jetgen sample` {} MB; `import torch` {} MB.".format(
@@ -149,4 +265,6 @@ def render(runs, tolerances, completion, golden_written, seconds):
             lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
             lines += ["| " + " | ".join(row_cells(result, r)) + " |" for r in result["rows"]]
             lines += [""] + ["- " + n for n in result["notes"]] + [""]
+    if kept:
+        lines += ["", kept.rstrip()]
     return "\n".join(lines).rstrip() + "\n"

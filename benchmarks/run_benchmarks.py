@@ -89,11 +89,43 @@ def bench_repeats(models, args):
     for repeat in range(REPEATS):
         order = "forward" if repeat % 2 == 0 else "reverse"
         for name, (run, bundle) in models.items():
-            out = jetgen("bench", bundle, "--run", run, "--backend", args.backend, "--precision", args.precision,
+            threads = ["--threads", args.threads] if args.threads else []
+            out = jetgen("bench", bundle, "--run", run, "--backend", args.backend, "--precision", args.precision, *threads,
                          "--min-time", args.min_time, "--complete-min-time", args.complete_min_time,
                          "--order", order, "--json", *(["--no-memory"] if repeat else []), capture=True)
             results[name].append(json.loads(out))
     return results
+
+
+def overhead_repeats(run, bundle, args):
+    """The runtime against the bare ONNX Runtime session at batch 1 (decode, and sample = prior draw +
+    decode), with 1 thread and with the default, ``REPEATS`` times each, the order alternating;
+    {threads: [result, ...]}."""
+    from jetgen.runtime.backends.ort import default_threads
+
+    out = {}
+    for threads in sorted({1, default_threads()}):
+        out[str(threads)] = []
+        for repeat in range(REPEATS):
+            text = jetgen("bench", bundle, "--run", run, "--backend", "onnxruntime,ort", "--batch-sizes", "1",
+                          "--sample-batch", "1", "--tasks", "decode,sample", "--threads", threads, "--min-time",
+                          args.min_time, "--order", "forward" if repeat % 2 == 0 else "reverse", "--no-memory",
+                          "--no-peak", "--json", capture=True)
+            out[str(threads)].append(json.loads(text))
+    return out
+
+
+def update_readme(path, row):
+    """Replace the README's speed row (the table line that starts like ``row``) with ``row``."""
+    with open(path) as handle:
+        lines = handle.read().split("\n")
+    key = row.split("|")[1]
+    hits = [i for i, line in enumerate(lines) if line.startswith("|") and line.split("|")[1:2] == [key]]
+    if len(hits) != 1:
+        raise SystemExit("README.md has {} speed rows starting with {!r}; expected one".format(len(hits), key))
+    lines[hits[0]] = row
+    from jetgen.atomic import atomic_write_text
+    atomic_write_text(path, "\n".join(lines))
 
 
 import results_md  # noqa: E402  (benchmarks/, on sys.path as the script's own directory)
@@ -108,7 +140,11 @@ def main():
     p.add_argument("--min-time", default="1.0")
     p.add_argument("--complete-min-time", default="3.0")
     p.add_argument("--target", default="desktop")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for every backend (default: jetgen bench's, the CPUs available, at most 8).")
     p.add_argument("--results", default=os.path.join(HERE, "results.md"))
+    p.add_argument("--readme", default=os.path.join(ROOT, "README.md"),
+                   help="README whose speed row is rewritten from the same numbers ('' to leave it).")
     p.add_argument("--skip-studies", action="store_true", help="Only the benchmark repeats.")
     p.add_argument("--render-only", action="store_true",
                    help="Write results.md again from the raw results of the last run (WORK/raw.json).")
@@ -132,19 +168,31 @@ def main():
         models = dict((name, prepare(a.work, name, train_args, a.target)) for name, train_args in MODELS.items())
         golden = [name for name, (run, bundle) in models.items() if ensure_golden(run, bundle)]
         save("golden_written", sorted(set(raw.get("golden_written", []) + golden)))
+        if not raw.get("overhead"):
+            save("overhead", overhead_repeats(*models["cvae-mlp"], a))
         if not raw.get("runs"):
             save("runs", bench_repeats(models, a))
+        if not raw.get("one_process"):
+            save("one_process", studies.one_process_study(*models["cvae-mlp"], min_time=float(a.min_time),
+                                                          threads=a.threads))
         if not a.skip_studies and not raw.get("tolerances"):
             save("tolerances", studies.tolerance_study(
                 models, lambda name, precision: prepare(a.work, name, MODELS[name], a.target, precision)[1]))
         if not a.skip_studies and not raw.get("completion"):
             save("completion", studies.completion_study(models))
         save("seconds", time.time() - started)
+    kept = open(a.results).read() if os.path.isfile(a.results) else ""
     text = results_md.render(raw["runs"], raw.get("tolerances"), raw.get("completion"), raw.get("golden_written"),
-                             raw.get("seconds", 0.0))
-    with open(a.results, "w") as handle:
-        handle.write(text)
+                             raw.get("seconds", 0.0), overhead=raw.get("overhead"), one_process=raw.get("one_process"),
+                             kept=results_md.kept_sections(kept), runs_2threads=raw.get("runs_2threads"),
+                             one_process_2threads=raw.get("one_process_2threads"),
+                             overhead_before=raw.get("overhead_before_run_options"))
+    from jetgen.atomic import atomic_write_text
+    atomic_write_text(a.results, text)
     print("wrote " + a.results)
+    if a.readme:
+        update_readme(a.readme, results_md.readme_row(raw["runs"], raw.get("overhead"), raw.get("runs_2threads")))
+        print("updated the speed row of " + a.readme)
 
 
 if __name__ == "__main__":

@@ -228,8 +228,64 @@ def completion_study(models):
     return out
 
 
+# -- the one-process swing ----------------------------------------------------------------------------
+
+SWING_BATCH = 64
+
+
+def _one_process_worker(spec):
+    """The old protocol's order in one process: ONNX Runtime's decoder timed first, then torch's, both
+    at SWING_BATCH with the same threads; the torch median is the figure that swung (ms)."""
+    import onnxruntime as ort
+    from jetgen.bench.stats import summarize, time_calls
+    from jetgen.bench.torch_ref import TorchReference
+
+    manifest = json.load(open(os.path.join(spec["bundle"], "manifest.json")))
+    rng = np.random.RandomState(0)
+    z = rng.standard_normal((SWING_BATCH, manifest["model"]["latent_dim"])).astype(np.float32)
+    feeds = {"z": z}
+    if manifest["model"]["conditional"]:
+        k = len(manifest["model"]["labels"])
+        feeds["y"] = np.eye(k, dtype=np.float32)[rng.randint(0, k, SWING_BATCH)]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = spec["threads"]
+    session = ort.InferenceSession(os.path.join(spec["bundle"], "decoder.onnx"), so, providers=["CPUExecutionProvider"])
+    ort_samples, _ = time_calls(lambda: session.run(None, feeds), warmup=5, min_time=spec["min_time"], max_iters=5000)
+    ref = TorchReference(spec["run"], spec["threads"])
+    torch_samples, _ = time_calls(lambda: ref.decode(z, feeds.get("y")), warmup=5, min_time=spec["min_time"],
+                                  max_iters=5000)
+    return {"onnxruntime": summarize(ort_samples, SWING_BATCH), "torch": summarize(torch_samples, SWING_BATCH)}
+
+
+def one_process_study(run, bundle, repeats=3, min_time=1.0, threads=None):
+    """``repeats`` fresh processes, each timing ONNX Runtime's decoder and then torch's in one process
+    (the protocol before issue 13): the torch figure's range shows the swing the per-process protocol removes."""
+    from jetgen.runtime.backends.ort import default_threads
+
+    threads = int(threads or default_threads())
+    out = {"batch": SWING_BATCH, "threads": threads, "repeats": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            spec = {"kind": "one_process", "bundle": bundle, "run": run, "threads": threads, "min_time": min_time,
+                    "out": os.path.join(tmp, "swing-{}.json".format(i))}
+            path = os.path.join(tmp, "swing-{}.spec.json".format(i))
+            json.dump(spec, open(path, "w"))
+            print("one-process study: repeat {}".format(i + 1), flush=True)
+            subprocess.run([sys.executable, os.path.abspath(__file__), path], check=True, env=_env(threads), cwd=ROOT)
+            out["repeats"].append(json.load(open(spec["out"])))
+    return out
+
+
+def _env(threads):
+    from jetgen.bench.run import worker_env
+    return worker_env(threads)
+
+
+WORKERS = {"complete": _complete_worker, "one_process": _one_process_worker}
+
 if __name__ == "__main__":
     with open(sys.argv[1]) as handle:
         worker_spec = json.load(handle)
+    result = WORKERS[worker_spec.get("kind", "complete")](worker_spec)
     with open(worker_spec["out"], "w") as handle:
-        json.dump(_complete_worker(worker_spec), handle)
+        json.dump(result, handle)

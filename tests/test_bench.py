@@ -161,3 +161,81 @@ def test_bench_bad_arguments_are_sentences(bundle):
     assert r.exit_code == 1 and "--batch-sizes" in r.output
     r = CliRunner().invoke(main, ["bench", str(bundle) + "-missing"])
     assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+# -- benchmarks/: the script's own logic on recorded results (no timing) ----------------------------
+
+def _benchmarks_module(name):
+    import importlib
+    import sys
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(name)
+
+
+def test_tf32_rounding_keeps_one_definition_per_rounded_tensor(tmp_path):
+    """A weight feeding two products, and one tensor feeding both inputs of a product, are rounded once
+    (the benchmark run once stopped on "Duplicate definition of name ..._tf32h" in a latent_grad graph)."""
+    import onnx
+    import onnxruntime as ort
+    studies = _benchmarks_module("studies")
+    w = np.random.RandomState(0).standard_normal((4, 4)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["a"]), helper.make_node("MatMul", ["a", "W"], ["b"]),
+             helper.make_node("MatMul", ["b", "b"], ["c"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [4, 4])],
+                              [numpy_helper.from_array(w, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "g.onnx"))
+    out = studies.tf32_rounded(str(tmp_path / "g.onnx"), str(tmp_path / "r.onnx"))
+    onnx.checker.check_model(onnx.load(out))
+    x = np.random.RandomState(1).standard_normal((4, 4)).astype(np.float32)
+    got = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    r = lambda v: v.astype(np.float16).astype(np.float32)  # noqa: E731
+    a = r(x) @ r(w)
+    b = r(a) @ r(w)
+    np.testing.assert_allclose(got, r(b) @ r(b), rtol=1e-4)
+
+
+def _overhead_result(order, bare_us, ort_us, load=0.5):
+    rows = []
+    for task, scale in (("decode", 1.0), ("sample", 1.5)):
+        rows += [{"task": task, "backend": "onnxruntime", "batch": 1, "status": "ok", "p50_ms": bare_us * scale / 1e3},
+                 {"task": task, "backend": "ort", "batch": 1, "status": "ok", "p50_ms": ort_us * scale / 1e3}]
+    return {"rows": rows, "settings": {"warmup": 5, "min_time_s": 1.0, "order": order}, "load": {"before": [load, 1, 1]}}
+
+
+def test_batch1_table_states_every_repeat_and_the_target():
+    results_md = _benchmarks_module("results_md")
+    overhead = {"2": [_overhead_result("forward", 50, 55), _overhead_result("reverse", 50, 60, load=3.2),
+                      _overhead_result("forward", 40, 44)]}
+    text = "\n".join(results_md.batch1_lines(overhead))
+    assert "| 2 | decode | 40-50 | 44-60 | 1.10x, 1.20x, 1.10x | 1.10x-1.20x | 2 of 3 repeats | 0.5-3.2 |" in text
+    assert "within 1.15x" in text
+
+
+def test_serve_section_is_kept_and_readme_row_replaced(tmp_path):
+    results_md = _benchmarks_module("results_md")
+    run_benchmarks = _benchmarks_module("run_benchmarks")
+    old = "# old\n\n## Summary\nold numbers 1.7-2.0x\n\n## `jetgen serve` under load\n\n| a | b |\n\n## Later\nx\n"
+    assert results_md.kept_sections(old) == "## `jetgen serve` under load\n\n| a | b |\n\n"
+    assert results_md.kept_sections("# nothing kept\n") == ""
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n| | value |\n|---|---|\n| runtime vs torch eager, same machine | 1.7-2.0x faster |\n| other | 1 |\n")
+    run_benchmarks.update_readme(str(readme), "| runtime vs torch eager, same machine | 1.05x |")
+    text = readme.read_text()
+    assert "1.7-2.0x" not in text and "| runtime vs torch eager, same machine | 1.05x |" in text
+    assert "| other | 1 |" in text
+
+
+def test_one_process_table_shows_both_protocols_per_thread_count():
+    results_md = _benchmarks_module("results_md")
+    study = {"batch": 64, "threads": 2, "repeats": [
+        {"torch": {"p50_ms": v}, "onnxruntime": {"p50_ms": 0.5}} for v in (0.7, 31.4, 0.8)]}
+    runs = {"cvae-mlp": [{"rows": [{"task": "decode", "backend": "torch", "batch": 64, "status": "ok", "p50_ms": v}]}
+                         for v in (0.9, 0.8, 0.85)]}
+    text = "\n".join(results_md.one_process_lines([(study, runs)]))
+    assert "| 2 | one process | 0.7, 31.4, 0.8 | 0.7-31.4 | 0.5 |" in text
+    assert "| 2 | one process per backend | 0.9, 0.8, 0.85 | 0.8-0.9 | - |" in text

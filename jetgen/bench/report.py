@@ -50,7 +50,7 @@ def row_cells(result, row):
 def protocol_lines(result):
     """What was measured and how, as sentences for the top of a results file."""
     s, peak, load = result["settings"], result.get("peak"), result.get("load") or {}
-    lines = ["Protocol: each backend in its own process, one after another ({} order), {} CPU threads each, {} "
+    lines = ["Protocol: each backend in its own process, one after another ({} order), CPU threads per backend: {}, {} "
              "warm-up calls (1 for complete), then calls timed for {} s (at least 5; complete: {} s, at least 3); "
              "every call counted (outliers counted, not dropped; no p99 from fewer than 30 calls).".format(
                  s.get("order"), s["threads"], s["warmup"], s["min_time_s"], s.get("complete_min_time_s"))]

@@ -75,11 +75,34 @@ def _all_finite(arr):
     return bool(np.isfinite(arr).all())
 
 
-def _in_unit_interval(arr):
-    """True when every value lies in [0, 1] (NaN does not)."""
-    if arr.size <= SMALL:
-        return all(0.0 <= v <= 1.0 for v in arr.ravel().tolist())
-    return bool(0 <= arr.min() and arr.max() <= 1)
+def _top_bits(lo, hi):
+    """For ``_in_range``: the bit pattern of the largest float32 <= hi when lo <= 0 <= hi, else None."""
+    top = np.float32(hi)
+    if float(top) > hi:
+        top = np.nextafter(top, np.float32(-np.inf))
+    return int(np.array(top, np.float32).view(np.uint32)) if lo <= 0 <= float(top) else None
+
+
+def _in_range(x, lo, hi, top_bits=None):
+    """True when every value of ``x`` lies in [lo, hi] (NaN and infinity do not).
+
+    Batch-1 decode is hot, and right after a graph run (caches cold) every numpy call costs
+    microseconds. With ``top_bits`` (``_top_bits(lo, hi)``) and float32 values, one argmax over the
+    unsigned bit patterns accepts the common case: non-negative float32 values order like their
+    bits, and negative values, NaN and infinity have larger patterns than any such bound. Otherwise,
+    or when that rejects, argmin and argmax (which return the first NaN) decide exactly."""
+    if not x.size:
+        return True
+    flat = x.reshape(-1)
+    if top_bits is not None and flat.dtype is _F32:
+        bits = flat.view(np.uint32)
+        if bits[bits.argmax()] <= top_bits:
+            return True
+    return bool(flat[flat.argmin()] >= lo and flat[flat.argmax()] <= hi)
+
+
+_F32 = np.dtype(np.float32)
+ONE_BITS = _top_bits(0.0, 1.0)
 
 
 def _float_array(value, what):
@@ -127,6 +150,10 @@ class Model(object):
         self._eye = np.eye(len(bundle.model.get("labels") or []), dtype=np.float32)
         self._latent_dim = bundle.model["latent_dim"]
         self._out_range = tuple(bundle.model["output"]["range"])
+        lo, hi = self._out_range[0] - RANGE_SLACK, self._out_range[1] + RANGE_SLACK
+        self._checked_range = (lo, hi, _top_bits(lo, hi))
+        self._conditional = bool(bundle.model["conditional"])
+        self._decoder = None  # (run, batch min, batch max, the session's direct run of "x" or None), on first decode
         self._rng = None  # drawn from fresh entropy on the first unseeded sample (a RandomState is costly to seed)
 
     def __repr__(self):
@@ -211,6 +238,7 @@ class Model(object):
             session.close()
         self._sessions = {}
         self._runners = {}
+        self._decoder = None
 
     def __enter__(self):
         return self
@@ -268,7 +296,7 @@ class Model(object):
                 bad = labels[(labels < 0) | (labels >= k)][0]
                 raise JetgenError("Label {} is out of range; this model has labels 0 to {}.".format(int(bad), k - 1))
             return self._fit_count(self._eye[labels], labels.astype(np.int64, copy=False), n)
-        if isinstance(labels, str) or _is_int(labels):
+        if isinstance(labels, (str, float, np.number)) or _is_int(labels):  # one label, maybe 2.0 or 1.5
             labels = [labels]
         values = list(labels) if not isinstance(labels, np.ndarray) else labels
         if len(values) and all(isinstance(v, str) for v in values):
@@ -320,15 +348,14 @@ class Model(object):
     def _label_rows(self, labels, n):
         """(n, K) float32 one-hot rows, or None for an unconditional model: ``label_matrix`` without
         the integer labels, with the two common forms (one int, float32 one-hot rows) checked directly."""
-        if self.conditional and labels is not None:
+        if self._conditional and labels is not None:
+            if type(labels) is np.ndarray and labels.dtype is _F32 and labels.shape == (n, len(self._eye)):
+                if not _in_range(labels, 0.0, 1.0, ONE_BITS):
+                    raise JetgenError("One-hot labels must lie in [0, 1].")
+                return labels
             if _is_int(labels) and 0 <= labels < len(self._eye):
                 row = self._eye[labels:labels + 1]
                 return row if n == 1 else np.repeat(row, n, axis=0)
-            if (isinstance(labels, np.ndarray) and labels.dtype == np.float32 and labels.ndim == 2
-                    and labels.shape == (n, len(self._eye))):
-                if not _in_unit_interval(labels):
-                    raise JetgenError("One-hot labels must lie in [0, 1].")
-                return labels
         return self.label_matrix(labels, n)[0]
 
     def _inputs(self, x, what="input"):
@@ -364,24 +391,34 @@ class Model(object):
 
     # -- generation ------------------------------------------------------------------------------
     def decode(self, z, labels=None):
-        """Decode latents (n, D) (or one (D,)) to outputs (n, C, H, W) float32."""
-        z = self._latents(z)
+        """Decode latents (n, D) (or one (D,)) to outputs (n, C, H, W) float32. ``labels`` as in
+        ``label_matrix``. JetgenError for latents of the wrong shape or with NaN or infinity, bad labels,
+        and decoder outputs outside the declared range (a broken graph or engine)."""
+        if not (type(z) is np.ndarray and z.dtype is _F32 and z.ndim == 2 and z.shape[1] == self._latent_dim
+                and _all_finite(z)):  # anything but a finite float32 (n, D) batch: the full check
+            z = self._latents(z)
         return self._decode(z, self._label_rows(labels, len(z)))
 
     def _decode(self, z, y):
         """The decoder on checked latents and one-hot rows (None: unconditional)."""
-        run, bmin, bmax = self._runners.get("decoder") or self._runner("decoder")
-        if z.dtype != np.float32 or not z.flags.c_contiguous:
+        if self._decoder is None:
+            direct = getattr(self.session("decoder"), "output_runner", None)
+            self._decoder = self._runner("decoder") + ((direct("x") if direct else None),)
+        run, bmin, bmax, direct = self._decoder
+        if z.dtype is not _F32 or not z.flags.c_contiguous:
             z = np.ascontiguousarray(z, dtype=np.float32)
-        feeds = {"z": z} if y is None else {"z": z, "y": np.ascontiguousarray(y, dtype=np.float32)}
+        if y is None:
+            feeds = {"z": z}
+        else:
+            feeds = {"z": z, "y": y if y.dtype is _F32 and y.flags.c_contiguous else
+                     np.ascontiguousarray(y, dtype=np.float32)}
         n = len(z)
         if bmin <= n and (bmax is None or n <= bmax):  # batch-1 decode is the hottest path there is
-            x = run(feeds, False)["x"]
+            x = direct(feeds) if direct is not None else run(feeds, False)["x"]
         else:
             x = run_in_chunks(lambda chunk: run(chunk, False), feeds, bmin, bmax)["x"]
-        lo, hi = self._out_range
-        # NaN fails both comparisons: one min and one max check NaN, infinity and the declared range
-        if x.size and not (x.min() >= lo - RANGE_SLACK and x.max() <= hi + RANGE_SLACK):
+        if not _in_range(x, *self._checked_range):  # NaN, infinity or outside the declared range
+            lo, hi = self._out_range
             raise JetgenError("The decoder graph returned values outside its declared range [{:g}, {:g}] (from {} to "
                               "{}, at {} precision); the graph or its engine is broken: run jetgen verify.".format(
                                   lo, hi, x.min(), x.max(), self.precision))
@@ -395,8 +432,8 @@ class Model(object):
         labels, in label order. The same seed gives the same samples; without one, draws continue one
         stream seeded from fresh entropy when the first unseeded sample is drawn.
         """
-        n = self._count(n)
-        if labels is None and self.conditional:
+        n = n if type(n) is int and n > 0 else self._count(n)
+        if labels is None and self._conditional:
             labels = np.arange(n) * len(self.labels) // n
         y = self._label_rows(labels, n)
         if seed is None:
