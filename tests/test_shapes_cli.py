@@ -160,3 +160,13 @@ def test_a_trained_run_exports_with_its_mixture_prior_and_transfer_provenance(tm
     assert code == 0, text
     code, text = run("verify", out)
     assert code == 0, text
+    # bench on a 3D bundle: meshes decoded per second and completion time, torch eager against the runtime
+    code, text = run("bench", out, "--run", vae, "--backend", "torch,onnxruntime,ort", "--batch-sizes", "1,4",
+                     "--sample-batch", 8, "--complete-batch", 64, "--complete-steps", 3, "--min-time", 0.01,
+                     "--complete-min-time", 0.01, "--warmup", 1, "--max-iters", 5, "--no-memory", "--json")
+    assert code == 0, text
+    rows = json.loads(text)["rows"]
+    done = {(r["backend"], r["task"], r["batch"]) for r in rows if r["status"] == "ok"}
+    for backend in ("torch", "onnxruntime", "ort"):
+        for task, batch in (("decode", 1), ("decode", 4), ("sample", 8), ("complete", 16)):  # complete: the cap
+            assert (backend, task, batch) in done, (backend, task, batch, rows)

@@ -94,6 +94,26 @@ def _targets(bundle, z, y):
     return None, why
 
 
+def _points(model):
+    """Whether ``model`` is a point-cloud bundle (jetgen.runtime.points.PointModel)."""
+    return isinstance(getattr(model, "points", None), dict)
+
+
+def _partial_clouds(model, z):
+    """What a 3D completion gets: the decoded shapes of ``z`` cut in half by a random plane through each
+    centre, padded to the gradient graph's M points (targets (B, M, 3), mask (B, M)), and the prior mean."""
+    from jetgen.runtime.shapes import pad_clouds
+
+    rng = np.random.RandomState(3)
+    halves = []
+    for cloud in model.decode(z):
+        normal = rng.standard_normal(3)
+        height = (cloud - cloud.mean(0)).dot(normal)
+        halves.append(cloud[np.argsort(height)[len(cloud) // 2:]])
+    targets, mask = pad_clouds(halves, model.points["target_points"])
+    return {"targets": targets, "mask": mask, "z0": np.tile(model.prior.mean(), (len(z), 1)).astype(np.float32)}
+
+
 def _inputs(bundle, tasks, batch_sizes, sample_batch, complete_batch, path):
     """Write the inputs every backend gets (the same arrays) to ``path``; (Bundle's Model, notes)."""
     from jetgen.runtime.model import Model
@@ -108,7 +128,9 @@ def _inputs(bundle, tasks, batch_sizes, sample_batch, complete_batch, path):
         data["y_acc"] = np.eye(k, dtype=np.float32)[np.repeat(np.arange(k), ACCURACY_PER_CLASS)]
         data["labels_acc"] = np.repeat(np.arange(k), ACCURACY_PER_CLASS)
         data["z_acc"] = model.prior.sample(len(data["y_acc"]), 1.0, np.random.RandomState(2))
-    if "complete" in tasks and model.bundle.has("latent_grad"):
+    if "complete" in tasks and model.bundle.has("latent_grad") and _points(model):
+        data.update(_partial_clouds(model, data["z"][:complete_batch]))
+    elif "complete" in tasks and model.bundle.has("latent_grad"):
         targets, why = _targets(model.bundle, data["z"][:complete_batch],
                                 None if "y" not in data else data["y"][:complete_batch])
         if targets is None:
@@ -203,6 +225,7 @@ def run_benchmark(bundle, backends=("torch", "onnxruntime", "ort"), precisions=(
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
         inputs = os.path.join(tmp, "inputs.npz")
+        complete_batch = _complete_batch(bundle, complete_batch)
         base, notes = _inputs(bundle, tasks, batch_sizes, sample_batch, complete_batch, inputs)
         manifest = base.manifest
         run_dir = run_dir or (manifest.get("provenance") or {}).get("run")
@@ -257,6 +280,18 @@ def run_benchmark(bundle, backends=("torch", "onnxruntime", "ort"), precisions=(
         say("peak memory")
         result["memory"] = _memory(base, "torch" in backends)
     return result
+
+
+def _complete_batch(bundle, asked):
+    """A point-cloud bundle's gradient graph holds a (B, M, N) distance matrix, so its exports cap the
+    batch (16 by default); completions are timed at most at that batch, on every backend alike."""
+    from jetgen.spec import read_manifest
+
+    manifest = read_manifest(bundle)
+    entry = manifest["graphs"].get("latent_grad") or {}
+    if manifest["model"].get("points") is None or not isinstance(entry.get("batch"), dict):
+        return asked
+    return min(int(asked), int(entry["batch"].get("max", asked)))
 
 
 def _attach_accuracy(quality, acc, why, notes):

@@ -74,3 +74,40 @@ class TorchReference(object):
             with torch.no_grad():
                 z[~active] = frozen  # Adam's momentum would move a stopped example
         return best_z.numpy().astype(np.float32), len(history) - 1
+
+    def _prior_term(self, prior):
+        """-log p(z) up to a constant, as a torch function of z (B, D): the runtime's prior term."""
+        torch = self.torch
+        params = prior["params"]
+        if prior["family"] == "gaussian":
+            mean = torch.tensor(np.asarray(params.get("mean", 0.0), dtype=np.float32))
+            std = torch.tensor(np.asarray(params.get("std", 1.0), dtype=np.float32))
+            return lambda z: 0.5 * (((z - mean) / std) ** 2).sum(1)
+        if prior["family"] == "gmm":
+            means = torch.tensor(np.asarray(params["means"], dtype=np.float32))
+            cov = np.asarray(params["covariances"], dtype=np.float32)
+            if params.get("covariance_type", "full") == "diag":
+                cov = np.stack([np.diag(c) for c in cov])
+            mix = torch.distributions.MixtureSameFamily(
+                torch.distributions.Categorical(probs=torch.tensor(np.asarray(params["weights"], dtype=np.float32))),
+                torch.distributions.MultivariateNormal(means, covariance_matrix=torch.tensor(cov)))
+            return lambda z: -mix.log_prob(z)
+        raise ValueError("no torch prior term for the {!r} family".format(prior["family"]))
+
+    def complete_points(self, target, mask, z0, prior, loss_scale, prior_weight, steps, lr):
+        """The runtime's 3D completion (jetgen.runtime.points.PointModel.complete) in torch autograd:
+        Adam on z over loss_scale * one-sided Chamfer (observed -> decoded) + prior_weight * prior term,
+        every example every step (tol=None, as timed). Returns (last z as float32 numpy, steps)."""
+        from jetgen.models.chamfer import one_sided_chamfer
+
+        torch = self.torch
+        observed, m = torch.from_numpy(target), torch.from_numpy(mask)
+        term = self._prior_term(prior)
+        z = torch.tensor(z0, requires_grad=True)
+        opt = torch.optim.Adam([z], lr=lr)
+        for _ in range(steps):
+            opt.zero_grad()
+            obj = loss_scale * one_sided_chamfer(observed, self.model.decode(z), m) + prior_weight * term(z)
+            obj.sum().backward()
+            opt.step()
+        return z.detach().numpy().astype(np.float32), steps

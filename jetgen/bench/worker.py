@@ -31,6 +31,7 @@ class TorchBackend(object):
         self.ref = TorchReference(spec["run_dir"], spec["threads"])
         self.gen = self.ref.torch.Generator().manual_seed(0)
         self.prior = manifest["model"]["prior"]
+        self.points = manifest["model"].get("points")
         self.providers = ["torch {}".format(self.ref.torch.__version__)]
 
     def decode(self, z, y):
@@ -40,6 +41,9 @@ class TorchBackend(object):
         return self.ref.sample(n, y, self.gen)
 
     def complete(self, x, mask, y, z0, steps, lr):
+        if self.points is not None:
+            return self.ref.complete_points(x, mask, z0, self.prior, self.points["loss_scale"],
+                                            self.points["prior_weight"], steps, lr)
         return self.ref.complete(x, mask, y, z0, self.prior, steps, lr)
 
     def decoder_outputs(self, feeds):
@@ -65,6 +69,9 @@ class SessionBackend(object):
                 self.sessions[graph] = ort.InferenceSession(os.path.join(spec["bundle"], entry["file"]), so,
                                                             providers=providers)
         self.prior = prior_from_manifest(manifest["model"]["prior"])  # built once, outside the timing
+        points = manifest["model"].get("points") or {}
+        # a point-cloud bundle's objective: loss_scale * Chamfer + prior_weight * prior term (docs/bundle.md)
+        self.loss_scale, self.prior_weight = points.get("loss_scale", 1.0), points.get("prior_weight", 1.0)
         self.rng = np.random.RandomState(0)
         self.providers = self.sessions["decoder"].get_providers()
 
@@ -89,7 +96,7 @@ class SessionBackend(object):
         for t in range(1, steps + 1):
             feeds["z"] = z.astype(np.float32)
             _, grad = session.run(None, feeds)
-            g = grad.astype(np.float64) + self.prior.term(z)[1]
+            g = self.loss_scale * grad.astype(np.float64) + self.prior_weight * self.prior.term(z)[1]
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
             z = self.prior.project(z - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps))
@@ -109,6 +116,7 @@ class ModelBackend(object):
                                 **backends.session_options(spec["backend"], spec["threads"]))
         self.providers = self.model.session("decoder").providers
         self.engine = getattr(self.model.session("decoder"), "engine_info", None)
+        self.points = isinstance(getattr(self.model, "points", None), dict)
 
     def decode(self, z, y):
         return self.model.decode(z, y)
@@ -117,6 +125,9 @@ class ModelBackend(object):
         return self.model.sample(n, labels=y)
 
     def complete(self, x, mask, y, z0, steps, lr):
+        if self.points:  # the observed points of each padded cloud, as a user would pass them
+            clouds = [c[m > 0] for c, m in zip(x, mask)]
+            return self.model.complete(clouds, steps=steps, lr=lr, tol=None, init=z0).z
         return self.model.complete(x, mask, labels=y, steps=steps, lr=lr, tol=None, init=z0).z
 
     def decoder_outputs(self, feeds):
