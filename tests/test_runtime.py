@@ -95,7 +95,7 @@ def test_a_symlink_leading_outside_is_refused(bundles, tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    (lambda m: m.update(format_version=2), "format_version 2"),
+    (lambda m: m.update(format_version=3), "format_version 3"),
     (lambda m: m.update(format="something-else"), "not a jetgen bundle"),
     (lambda m: m["model"]["prior"]["params"].update(std=[1.0]), "list of 4 numbers"),
     (lambda m: m["model"].update(kind="gan"), "kind 'gan'"),
