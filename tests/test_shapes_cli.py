@@ -80,7 +80,7 @@ def test_complete_a_partial_scan_into_a_mesh_and_a_sheet(bundle, tmp_path):
                     "--png", tmp_path / "sheet.png", "--json")
     assert code == 0, out
     report = json.loads(out)
-    assert report["init"] == "encoder" and report["loss"] <= report["loss_start"]
+    assert report["init"] == "multistart" and report["loss"] <= report["loss_start"]
     assert report["input_points"] == len(partial) and report["files"][-1].endswith("sheet.png")
     mesh = trimesh.load(str(tmp_path / "completed.obj"), process=False)
     assert mesh.vertices.shape == (N_POINTS, 3) and mesh.faces.shape == (N_FACES, 3)

@@ -99,7 +99,7 @@ def test_completion_lowers_the_chamfer_and_matches_a_torch_loop(bundle, trained)
     model, _, test_x = trained
     m = Model.open(bundle, intra_op_threads=1)
     partial = cut_by_plane(test_x[0], 3)[0]
-    r = m.complete(partial, steps=60, tol=None)
+    r = m.complete(partial, steps=60, tol=None, init="encoder")
     assert r.x.shape == (1, 100, 3) and r.faces.shape == (4 * 2 * 16, 3)
     start = chamfer_one_sided(partial[None], m.reconstruct(partial))[0]
     assert r.chamfer[0] < 0.9 * start
@@ -110,6 +110,21 @@ def test_completion_lowers_the_chamfer_and_matches_a_torch_loop(bundle, trained)
         z0 = model.encode(torch.from_numpy(resample(partial, 64)[None]))[0].numpy()
     want = torch_completion(model, target, mask, z0, 60, 5e-2, 1000.0, 0.01)
     assert abs(r.loss[0] - want) <= 0.02 * want, (r.loss[0], want)
+
+
+def test_multistart_keeps_the_best_start_and_treats_clouds_independently(bundle, trained):
+    _, _, test_x = trained
+    m = Model.open(bundle, intra_op_threads=1)
+    partials = [cut_by_plane(test_x[i], 5 + i)[0] for i in range(2)]
+    encoder = m.complete(partials, steps=0, init="encoder")
+    one = m.complete(partials, steps=0, starts=1)  # the single best of the encoder's code and the anchors
+    assert (one.history[0] <= encoder.history[0] + 1e-9).all()
+    both = m.complete(partials, steps=20, tol=None)
+    alone = [m.complete(p, steps=20, tol=None) for p in partials]
+    np.testing.assert_allclose(both.loss, [a.loss[0] for a in alone], rtol=1e-5)
+    assert both.history.shape == (21, 2) and both.x.shape == (2, 100, 3)
+    with pytest.raises(JetgenError, match="starts"):
+        m.complete(partials[0], starts=0)
 
 
 def test_runtime_samples_interpolates_and_completes_without_torch(bundle, tmp_path):

@@ -179,7 +179,8 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
               help="Stop an input when its best loss improves less than this (relative) over {} steps (0: "
                    "only when it stops improving).".format(COMPLETE_WINDOW))
 @click.option("--init", type=click.Choice(INITS), default=None,
-              help="Start of the search [default: prior_mean; 3D: encoder, chosen by measurement].")
+              help="Start of the search [default: prior_mean; 3D: multistart (the best 3 of the encoder's code and the "
+                   "prior's anchors, optimised side by side), chosen by measurement].")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None,
               help="Seed of --init random [default: a fresh one, printed].")
 @out_option("a PNG sheet (rows: masked, completed, original) or a .npy array of the completed inputs "
@@ -208,7 +209,7 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_text, ste
                 raise JetgenError("A point-cloud bundle completes the cloud it is given: drop --mask, --mask-region "
                                   "and labels.")
             report = complete_points(model, input_path, out, png_path, steps=steps, lr=lr, tol=tol,
-                                     init=init or "encoder", seed=seed)
+                                     init=init or "multistart", seed=seed)
             return emit_json(report) if as_json else print_points_completion(report)
         if png_path is not None:
             raise JetgenError("--png is for point-cloud bundles; an image bundle's --out .png is the sheet.")

@@ -22,7 +22,8 @@ from jetgen.errors import JetgenError
 from jetgen.runtime.model import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW, Completion, Model
 from jetgen.runtime.priors import make_rng
 
-POINT_INITS = ("encoder", "prior_mean", "random")
+POINT_INITS = ("multistart", "encoder", "prior_mean", "random")
+STARTS = 3  # multistart: latents optimised per cloud (the best by objective of the encoder's code and the anchors)
 MAX_CLOUDS = 4096  # clouds per call
 MAX_CLOUD_POINTS = 5000000  # points per cloud given to a call (read_points' limit)
 SUBSAMPLE_SEED = 0  # clouds larger than a graph's input are subsampled the same way every time
@@ -169,18 +170,21 @@ class PointModel(Model):
         size = self.points["target_points"]
         return pad_clouds([resample(c, size) if len(c) > size else c for c in clouds], size)
 
-    def complete(self, points, steps=COMPLETE_STEPS, lr=COMPLETE_LR, tol=COMPLETE_TOL, init="encoder", seed=None,
-                 prior_weight=None, window=COMPLETE_WINDOW, callback=None):
+    def complete(self, points, steps=COMPLETE_STEPS, lr=COMPLETE_LR, tol=COMPLETE_TOL, init="multistart", seed=None,
+                 prior_weight=None, window=COMPLETE_WINDOW, callback=None, starts=STARTS):
         """Complete partial clouds by optimising their latents: one cloud (P, 3), a batch (B, P, 3) or a
         list of clouds of any sizes.
 
         Minimises ``loss_scale`` * one-sided Chamfer (observed points to the decoded cloud) +
         ``prior_weight`` (default: the bundle's) * prior term, with Model.complete's Adam loop and
-        stopping rule. ``init``: "encoder" (the encoder's code of the partial cloud; the default, chosen
-        by measurement: docs/bundle.md), "prior_mean", "random" or latents (B, D). Returns a Completion
-        whose ``x`` and ``decoded`` are the completed clouds (B, N, 3), with ``faces`` (the mesh) and
-        ``chamfer`` (B,) (the one-sided Chamfer at ``z``, plain units). JetgenError for bad clouds,
-        arguments, or a bundle without a latent_grad graph.
+        stopping rule. ``init``: "multistart" (the default: the encoder's code of the partial cloud and
+        the prior's anchors (a mixture's component means, or the prior mean) are scored by the
+        objective, the best ``starts`` of them are optimised side by side and the best result kept;
+        chosen by measurement: docs/shapes.md), "encoder" (the encoder's code alone), "prior_mean",
+        "random" or latents (B, D). Returns a Completion whose ``x`` and ``decoded`` are the completed
+        clouds (B, N, 3), with ``faces`` (the mesh) and ``chamfer`` (B,) (the one-sided Chamfer at ``z``,
+        plain units). With multistart, ``callback`` sees every start's row (cloud-major). JetgenError for
+        bad clouds, arguments, or a bundle without a latent_grad graph.
         """
         clouds = as_clouds(points, "cloud to complete")
         if prior_weight is None:
@@ -188,9 +192,15 @@ class PointModel(Model):
         steps, lr, tol, prior_weight, window = self._complete_args(steps, lr, tol, prior_weight, window)
         if not self.bundle.has("latent_grad"):
             raise JetgenError("This bundle has no latent_grad graph, which complete() needs; re-export it.")
+        if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+            raise JetgenError("starts must be a whole number >= 1, not {!r}.".format(starts))
         target, mask = self.observed(clouds)
-        z = self._start(init, clouds, seed)
         scale = self.points["loss_scale"]
+        multistart = isinstance(init, str) and init == "multistart"
+        if multistart:
+            z, target, mask = self._multistart(clouds, target, mask, scale, prior_weight, starts)
+        else:
+            z = self._start(init, clouds, seed)
         evaluate, release = self._evaluator(target, mask, None)
 
         def scaled(z, rows):
@@ -201,11 +211,43 @@ class PointModel(Model):
             best_z, best, best_nll, history = self._optimise(scaled, z, steps, lr, tol, prior_weight, window, callback)
         finally:
             release()
+        history = np.array(history)
+        if multistart:  # each cloud keeps its start with the lowest objective
+            k = len(best) // len(clouds)
+            keep = np.arange(len(clouds)) * k + np.argmin(best.reshape(len(clouds), k), axis=1)
+            best_z, best, best_nll, history = best_z[keep], best[keep], best_nll[keep], history[:, keep]
         decoded = self._decode(best_z, None)
-        result = Completion(z=best_z, x=decoded, decoded=decoded, loss=best, nll=best_nll, history=np.array(history),
+        result = Completion(z=best_z, x=decoded, decoded=decoded, loss=best, nll=best_nll, history=history,
                             steps=len(history) - 1)
         result.faces, result.chamfer = self.faces, best_nll / scale if scale else best_nll
         return result
+
+    def _anchors(self):
+        """Latents every cloud's search may start from: a mixture prior's component means, else its mean."""
+        means = getattr(self.prior, "means", None)
+        return np.asarray(means if means is not None else self.prior.mean()[None], dtype=np.float64)
+
+    def _multistart(self, clouds, target, mask, scale, prior_weight, starts):
+        """The ``starts`` best latents per cloud among its encoder code (when the bundle has an encoder)
+        and the prior's anchors, by the completion objective; (z (B*k, D), target, mask repeated k times)."""
+        anchors = self._anchors()
+        n = len(clouds)
+        cands = np.repeat(anchors[None], n, axis=0)
+        if self.has_encoder:
+            cands = np.concatenate([self.encode(clouds)[0].astype(np.float64)[:, None], cands], axis=1)
+        cands = self.prior.project(cands.reshape(n * cands.shape[1], -1)).reshape(n, cands.shape[1], -1)
+        c = cands.shape[1]
+        evaluate, release = self._evaluator(np.repeat(target, c, axis=0), np.repeat(mask, c, axis=0), None)
+        try:
+            flat = cands.reshape(n * c, -1)
+            nll, _ = evaluate(flat, np.arange(n * c))
+        finally:
+            release()
+        objective = (scale * nll + prior_weight * self._prior.term(flat)[0]).reshape(n, c)
+        k = min(int(starts), c)
+        pick = np.argsort(objective, axis=1, kind="stable")[:, :k]
+        z = cands[np.arange(n)[:, None], pick].reshape(n * k, -1)
+        return z, np.repeat(target, k, axis=0), np.repeat(mask, k, axis=0)
 
     def _start(self, init, clouds, seed):
         if isinstance(init, str):

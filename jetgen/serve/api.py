@@ -638,9 +638,12 @@ class Api(object):
         partial_json = np.round(partial, shapes_api.DECIMALS).tolist()
 
         def summary(model, step, z, objective, due):
-            values = {"loss": float(np.asarray(objective, dtype=np.float64)[0])}
+            # a multistart completion optimises several starts of the one cloud: show the best so far
+            objective = np.asarray(objective, dtype=np.float64)
+            best = int(np.argmin(objective))
+            values = {"loss": float(objective[best])}
             if due:
-                points = model.decode(np.asarray(z, dtype=np.float32)[:1])
+                points = model.decode(np.asarray(z, dtype=np.float32)[best:best + 1])
                 values["render"] = shapes_api.render_b64(model, points)[0]
             return values
 
