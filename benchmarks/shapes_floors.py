@@ -92,6 +92,28 @@ def floors(results, curves):
     return rows
 
 
+def plot_curves(curves, floor, path):
+    """The transfer picture: test reconstruction loss per epoch of the VAE from scratch and from the AE
+    (and the AE itself), with the VAE floor as a line; PNG at ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for key, label, style in (("ae", "AE (from scratch)", ":"), ("vae", "VAE from scratch", "-"),
+                              ("vae_from_ae", "VAE started from the AE (--init-from)", "-")):
+        ax.plot(range(1, len(curves[key]) + 1), curves[key], style, marker="o", ms=3, label=label)
+    ax.axhline(floor, color="grey", lw=0.8, ls="--", label="VAE floor (1.3 x the AE's final loss)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test loss (1000 x Chamfer)")
+    ax.set_title("Transfer: a VAE started from a trained AE")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.path.join("out", "floors"))
@@ -115,6 +137,7 @@ def main():
     for key in ("ae", "vae", "vae_from_ae"):
         lines.append("| {} | ".format(key) + " | ".join("{:.2f}".format(v) for v in curves[key]) + " |")
     print("\n".join(lines))
+    plot_curves(curves, 1.3 * curves["ae"][-1], os.path.join(args.out, "transfer.png"))
     with open(os.path.join(args.out, "floors.json"), "w") as handle:
         json.dump({"results": results, "curves": curves, "table": lines}, handle, indent=2)
 

@@ -8,10 +8,10 @@ one for any bundle whose manifest has ``model.points`` (docs/bundle.md, "Point-c
 
 ``complete`` minimises ``loss_scale`` * one-sided Chamfer (observed -> decoded, the latent_grad graph)
 + ``prior_weight`` * prior term over the latent with the same Adam loop as images (Model._optimise),
-starting from the encoder's code of the partial cloud by default. Clouds of any size go in: the
-encoder takes exactly ``encoder_points`` points and latent_grad ``target_points`` (M), so larger
-clouds are subsampled with a fixed seed and smaller ones padded (latent_grad: masked; the encoder's
-max-pool ignores repeated points). numpy only; Python 3.6 compatible.
+starting by default from the best of the encoder's code and the prior's anchors (init "multistart").
+Clouds of any size go in: the encoder takes exactly ``encoder_points`` points and latent_grad
+``target_points`` (M), so larger clouds are subsampled with a fixed seed and smaller ones padded
+(latent_grad: masked; the encoder's max-pool ignores repeated points). numpy only; Python 3.6 compatible.
 """
 import os
 
