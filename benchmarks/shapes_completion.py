@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main(argv=None):
     import torch
-    from scipy.spatial import cKDTree
 
     from jetgen.atomic import atomic_write_json
     from jetgen.bench.torch_ref import TorchReference
@@ -61,14 +60,9 @@ def main(argv=None):
         rows[name] = M.summarise(M.reconstruction_metrics(np.asarray(clouds, dtype=np.float32), full))
         print(name, rows[name], flush=True)
 
-    train = M.as_clouds(data.train_x, 512)
-    trees = [cKDTree(t) for t in train]
-    one_sided = np.array([[np.mean(t.query(o[:512])[0] ** 2) for t in trees] for o in partial])
-    score("retrieval by one-sided Chamfer from the partial", data.train_x.numpy()[one_sided.argmin(1)])
-    medoids = M.class_medoids(data.train_x, data.train_y)
-    labels = sorted(medoids)
-    score("class medoid nearest the partial", data.train_x.numpy()[
-        [medoids[labels[int(np.argmin(row[[medoids[k] for k in labels]]))]] for row in one_sided]])
+    retrieval, medoid = M.partial_baselines(partial, data.train_x, data.train_y)
+    score("retrieval by one-sided Chamfer from the partial", retrieval)
+    score("class medoid nearest the partial", medoid)
     z_enc = model.encode(partial)[0]
     score("encoder on the partial", model.decode(z_enc))
     t0 = time.time()

@@ -171,8 +171,6 @@ def completion(args):
     and class medoid by the one-sided Chamfer from the partial, the encoder on the partial, and latent
     optimisation (Adam on z against the one-sided Chamfer by the hand-written gradient, plus the prior
     term beta * |z|^2 / 2) from the encoder's code or from the mean code."""
-    from scipy.spatial import cKDTree
-
     from jetgen.runtime.shapes import cut_by_plane, pad_clouds
 
     ckpt = torch.load(os.path.join(args.path, "model.pt"))
@@ -195,14 +193,9 @@ def completion(args):
         print(name, res[name], flush=True)
 
     # baselines: the training shape (or class medoid) nearest to the partial by the one-sided Chamfer
-    train = M.as_clouds(d.train_x, 512)
-    trees = [cKDTree(c) for c in train]
-    one_sided = np.array([[np.mean(t.query(o[:512])[0] ** 2) for t in trees] for o in observed])
-    score("retrieval by one-sided Chamfer", d.train_x.numpy()[one_sided.argmin(1)])
-    medoids = M.class_medoids(d.train_x, d.train_y)
-    labels = sorted(medoids)
-    score("class medoid nearest the partial",
-          d.train_x.numpy()[[medoids[labels[int(np.argmin(row[[medoids[k] for k in labels]]))]] for row in one_sided]])
+    retrieval, medoid = M.partial_baselines(list(observed), d.train_x, d.train_y)
+    score("retrieval by one-sided Chamfer", retrieval)
+    score("class medoid nearest the partial", medoid)
     with torch.no_grad():
         z_enc = model.encode(torch.from_numpy(np.stack([_resample(p, model.encoder_points, rng) for p in partial])))[0]
         score("encoder on the partial", model.decode(z_enc, grid=grid).numpy())

@@ -246,6 +246,21 @@ def medoid_baseline(test_y, train_x, train_y, max_shapes=100):
     return np.stack([train_x[medoids[int(y)]] for y in np.asarray(test_y)])
 
 
+def partial_baselines(partials, train_x, train_y, points=512):
+    """Completion baselines for partial clouds (a list of (M_i, 3)): (retrieval, medoid), each (n, P, 3):
+    the training shape nearest each partial by the one-sided Chamfer (partial -> shape, the first
+    ``points`` points of both), and the class medoid nearest it by the same measure."""
+    from scipy.spatial import cKDTree
+
+    train = as_clouds(train_x)
+    trees = [cKDTree(t) for t in train[:, :points]]
+    one_sided = np.array([[np.mean(t.query(np.asarray(o)[:points])[0] ** 2) for t in trees] for o in partials])
+    medoids = class_medoids(train_x, train_y)
+    labels = sorted(medoids)
+    nearest = [medoids[labels[int(np.argmin(row[[medoids[k] for k in labels]]))]] for row in one_sided]
+    return train[one_sided.argmin(1)], train[nearest]
+
+
 # -- generation ------------------------------------------------------------------------------------
 def generation_metrics(samples, refs, points=GENERATION_POINTS, candidates=CANDIDATES, shortlist=SHORTLIST,
                        coarse_points=COARSE_POINTS):
