@@ -136,3 +136,16 @@ def test_malformed_mixtures_are_refused_with_a_sentence():
         GaussianMixturePrior.from_spec(singular)
     with pytest.raises(JetgenError, match="gmm"):
         GaussianMixturePrior.from_spec({"family": "gaussian", "params": {}})
+
+
+def test_partial_baselines_retrieve_the_shape_a_partial_was_cut_from():
+    from jetgen.runtime.shapes import cut_by_plane
+
+    rng = np.random.RandomState(0)
+    train_x = rng.standard_normal((12, 600, 3)).astype(np.float32) * np.repeat([0.5, 1.0, 2.0], 4)[:, None, None]
+    train_y = np.repeat([0, 1, 2], 4)
+    partials = [cut_by_plane(train_x[i], i)[0] for i in (1, 6, 10)]
+    retrieval, medoid = M.partial_baselines(partials, train_x, train_y)
+    np.testing.assert_array_equal(retrieval, train_x[[1, 6, 10]])
+    medoids = M.class_medoids(train_x, train_y)
+    np.testing.assert_array_equal(medoid, train_x[[medoids[0], medoids[1], medoids[2]]])  # the right scale's class
