@@ -127,3 +127,14 @@ def tiny_idx_dir(tmp_path):
     _write_idx(directory / "t10k-images-idx3-ubyte", test_x)
     _write_idx(directory / "t10k-labels-idx1-ubyte", test_y)
     return str(directory)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test: the 2 cores are shared, and oversubscribed torch threads stall."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,13 +13,7 @@ from jetgen.train.latent_gmm import fit_latent_gmm
 pytest.importorskip("scipy")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the 2 cores are shared with other jobs, and oversubscribed torch threads stall."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the 2 cores are shared with other jobs, and oversubscribed torch threads stall."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = dict(latent_dim=16, patches=4, hidden=32, grid=5, train_points=128, encoder_points=200)

@@ -328,9 +328,9 @@ def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_ba
 
     get_target(target)
     if _run_kind(run_dir) in POINT_KINDS:
-        from jetgen.export.points import export_points_run, load_points_run
+        from jetgen.export.points import export_points_run
 
-        return export_points_run(load_points_run(run_dir), target, out, precision=precision,
+        return export_points_run(load_run(run_dir), target, out, precision=precision,
                                  calib_samples=calib_samples, max_batch=max_batch or POINTS_MAX_BATCH, force=force,
                                  log=log)
     max_batch = max_batch or MAX_BATCH

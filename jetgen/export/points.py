@@ -233,27 +233,13 @@ def quality_rows(job, sess, decode):
 
 
 # -- jetgen's own point-cloud runs ---------------------------------------------------------------
-LATENT_PRIOR = "latent_prior.json"  # optional in a run: a fitted latent density, a manifest prior spec
-
-
-def load_points_run(run_dir):
-    """A trained point-cloud run as a jetgen.train.rundir.Run, the model in eval mode: the same loader
-    as every run (its stored config checked by the option rules, its checkpoint by sha256 and run id)."""
-    from jetgen.train.rundir import load_run
-
-    run = load_run(run_dir)
-    run.model.eval()
-    return run
-
-
 def run_prior(run):
-    """The run's latent_prior.json (a fitted mixture) when present, else the model's own prior."""
-    import os
+    """The run's fitted latent mixture (RUN/latent_prior.json, checked) when present, else the model's own
+    prior, as a manifest prior description."""
+    from jetgen.train.rundir import load_latent_prior
 
-    path = os.path.join(run.path, LATENT_PRIOR)
-    if os.path.isfile(path):
-        return spec.load_json(path, "latent prior")
-    return run.model.manifest_prior()
+    fitted = load_latent_prior(run.path)
+    return fitted.describe() if fitted is not None else run.model.manifest_prior()
 
 
 def _run_clouds(run):
