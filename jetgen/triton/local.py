@@ -87,14 +87,16 @@ def free_port():
 
 
 class LocalServer(object):
-    """One ``tritonserver`` on 127.0.0.1 serving ``repository``; ``start`` waits until it is ready.
+    """One ``tritonserver`` on 127.0.0.1 serving ``repository`` (a path, or a list of them); ``start``
+    waits until it is ready.
 
     ``backends``: extra backend name -> directory to copy into the backend directory. ``url`` is
     ``127.0.0.1:PORT`` (HTTP); ``log`` the server's output file. ``stop`` sends SIGTERM and waits
     at most ``STOP_TIMEOUT_S`` before SIGKILL."""
 
     def __init__(self, repository, backends=None, log_verbose=0):
-        self.repository = os.path.abspath(repository)
+        repos = [repository] if isinstance(repository, str) else list(repository)
+        self.repositories = [os.path.abspath(r) for r in repos]
         self.backends = dict(backends or {})
         self.log_verbose = log_verbose
         self.process = None
@@ -128,11 +130,13 @@ class LocalServer(object):
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libs, sysconfig.get_config_var("LIBDIR"),
                                                              env.get("LD_LIBRARY_PATH")) if p)
         env["PATH"] = os.pathsep.join((os.path.join(stub_env(), "bin"), env.get("PATH", "")))
-        cmd = [os.path.join(server, "bin", "tritonserver"), "--model-repository", self.repository,
-               "--backend-directory", os.path.join(server, "backends"), "--http-address", "127.0.0.1",
+        cmd = [os.path.join(server, "bin", "tritonserver")]
+        for repo in self.repositories:
+            cmd += ["--model-repository", repo]
+        cmd += ["--backend-directory", os.path.join(server, "backends"), "--http-address", "127.0.0.1",
                "--http-port", str(http), "--grpc-address", "127.0.0.1", "--grpc-port", str(grpc),
                "--metrics-address", "127.0.0.1", "--metrics-port", str(metrics), "--allow-gpu-metrics=false",
-               "--log-verbose", str(self.log_verbose)]
+               "--log-verbose", str(self.log_verbose), "--exit-timeout-secs", "10"]
         self.log = os.path.join(self.workdir, "tritonserver.log")
         started = time.time()
         with open(self.log, "wb") as log:
