@@ -197,6 +197,46 @@ def test_bad_requests_get_tritons_error_and_the_server_stays_up(client, server):
     assert x.shape == (1, 1, 28, 28)
 
 
+def _engines(bundle, tensorrt="8.5.2", gpu="Orin", batch_max=256, graphs=None):
+    from jetgen.runtime.backends.trt import engine_cache
+    manifest = json.load(open(os.path.join(bundle, "manifest.json")))
+    paths = {}
+    for graph in graphs or manifest["graphs"]:
+        fields = engine_cache.engine_fields(manifest["graphs"][graph]["sha256"], tensorrt, gpu, "8.7", "fp16",
+                                            (1, 64, batch_max), 1024)
+        paths[graph] = engine_cache.store(bundle, graph, fields, ("plan of " + graph).encode())
+    return paths
+
+
+def test_tensorrt_plans_from_the_engines_jetgen_build_made(tmp_path):
+    from tests.runtime_fixtures import make_bundle
+    bundle, _ = make_bundle(str(tmp_path / "b.jetgen"), kind="cvae", n_labels=3)
+    _engines(bundle)
+    out = tmp_path / "repo"
+    result = cli("triton", bundle, "-o", out, "--backend", "tensorrt", "--tensorrt", "8.5.2", "--max-batch", "512")
+    assert result.exit_code == 0, result.output
+    config = (out / "fixture_decoder" / "config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in config and "max_batch_size: 256" in config  # the engine's profile max
+    assert (out / "fixture_decoder" / "1" / "model.plan").read_bytes() == b"plan of decoder"
+    index = json.loads((out / "jetgen-triton.json").read_text())
+    assert index["tensorrt"]["version"] == "8.5.2" and index["tensorrt"]["gpu"] == "Orin"
+
+
+def test_engines_for_another_gpu_or_tensorrt_are_refused(tmp_path):
+    from tests.runtime_fixtures import make_bundle
+    bundle, _ = make_bundle(str(tmp_path / "b.jetgen"))
+    paths = _engines(bundle)
+    result = cli("triton", bundle, "-o", tmp_path / "r", "--backend", "tensorrt", "--tensorrt", "10.3")
+    assert result.exit_code == 1 and "TensorRT 8.5.2 on Orin" in result.output and "jetgen build" in result.output
+    result = cli("triton", bundle, "-o", tmp_path / "r", "--backend", "tensorrt", "--gpu", "Xavier")
+    assert result.exit_code == 1 and "not for TensorRT any version on Xavier" in result.output
+    with open(paths["encoder"], "ab") as handle:  # damaged: its bytes no longer match the sidecar
+        handle.write(b"x")
+    result = cli("triton", bundle, "-o", tmp_path / "r", "--backend", "tensorrt")
+    assert result.exit_code == 1 and "no TensorRT engine of its encoder graph" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_the_server_stops_on_sigterm(server, client):
     client.close()
     code = server.stop()
