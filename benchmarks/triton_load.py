@@ -29,7 +29,7 @@ from jetgen.triton.load import run_load, table  # noqa: E402
 from jetgen.triton.repository import export_repository, options  # noqa: E402
 
 STANDIN = os.path.join(ROOT, "tests", "triton_standin", "onnxruntime")
-TYPES = {"O8": "BYTES", "i4": "INT32", "i8": "INT64"}
+TYPES = {"O8": "BYTES", "i4": "INT32", "i8": "INT64", "f4": "FP32"}
 
 
 def decoder_inputs(manifest, batch):
@@ -56,6 +56,27 @@ def sample_inputs(manifest, batch):
                   "seed": np.array([i], np.int64)}
         if k:
             values["labels"] = np.array([i % k], np.int32)
+        inputs = []
+        for name, value in values.items():
+            t = http.InferInput(name, list(value.shape), TYPES[value.dtype.kind + str(value.dtype.itemsize)])
+            t.set_data_from_numpy(value)
+            inputs.append(t)
+        return inputs
+    return make
+
+
+def complete_inputs(manifest, batch, steps):
+    k = len(manifest["model"]["labels"])
+    shape = [batch] + list(manifest["model"]["output"]["shape"])
+    x = np.random.RandomState(1).rand(*shape).astype(np.float32)
+    mask = np.zeros_like(x)
+    mask[..., : shape[-2] // 2, :] = 1  # the top half observed
+
+    def make(http, i):
+        values = {"op": np.array([b"complete"], dtype=object), "x": x, "mask": mask, "seed": np.array([i], np.int64),
+                  "steps": np.array([steps], np.int32)}
+        if k:
+            values["labels"] = np.full(batch, i % k, np.int32)
         inputs = []
         for name, value in values.items():
             t = http.InferInput(name, list(value.shape), TYPES[value.dtype.kind + str(value.dtype.itemsize)])
@@ -93,6 +114,9 @@ def main():
             scenarios = [("m-local_decoder", "decoder graph", decoder_inputs(manifest, batch), ["x"]),
                          ("m-local", "sample (local)", sample_inputs(manifest, batch), ["x", "z"]),
                          ("m-bls", "sample (BLS)", sample_inputs(manifest, batch), ["x", "z"])]
+            if batch == 1 and not manifest["model"].get("points"):
+                scenarios += [("m-local", "complete <=50 steps (local)", complete_inputs(manifest, 1, 50), ["x", "z"]),
+                              ("m-bls", "complete <=50 steps (BLS)", complete_inputs(manifest, 1, 50), ["x", "z"])]
             for model, request, make, outputs in scenarios:
                 run_load(server.url, model, make, outputs, clients=args.clients, seconds=min(2.0, args.seconds),
                          max_requests=args.max_requests, examples=batch)  # warm-up, uncounted

@@ -1,8 +1,9 @@
 """`jetgen triton`: repositories a real Triton server loads and answers, checked through tritonclient.
 
 One tritonserver (the registry's nvidia-pytriton wheel, jetgen.triton.local) per module serves three
-repositories exported by the CLI: a small trained cvae (local mode), the same cvae in BLS mode (the
-Python model calls the graph models) and the shared tiny AtlasNet point-cloud bundle. The wheel has
+repositories exported by the CLI: a small trained cvae in local mode (the Python model runs the graphs
+itself), the same cvae in BLS mode (the default: it calls the graph models) and the shared tiny AtlasNet
+point-cloud bundle (BLS). The wheel has
 no onnxruntime backend, so tests/triton_standin/onnxruntime (a STAND-IN, see its docstring) serves
 the unchanged `platform: "onnxruntime_onnx"` models. Skipped with the reason where the wheel cannot run.
 """
@@ -46,8 +47,8 @@ def bundles(run_factory, tmp_path_factory):
 def repos(bundles, tmp_path_factory):
     root = tmp_path_factory.mktemp("triton-repos")
     made = {}
-    for key, bundle, args in (("cvae", bundles[0], ["--name", "cvae", "--max-batch", "64", "--instances", "2"]),
-                              ("bls", bundles[0], ["--name", "cvae-bls", "--max-batch", "64", "--mode", "bls"]),
+    for key, bundle, args in (("cvae", bundles[0], ["--name", "cvae", "--max-batch", "64", "--instances", "2", "--mode", "local"]),
+                              ("bls", bundles[0], ["--name", "cvae-bls", "--max-batch", "64"]),
                               ("points", bundles[1], ["--name", "shapes"])):
         made[key] = str(root / key)
         result = cli("triton", bundle, "-o", made[key], *args)

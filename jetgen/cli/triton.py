@@ -21,9 +21,10 @@ from jetgen.triton import config as tconfig
 @click.option("--backend", type=click.Choice(sorted(tconfig.PLATFORMS)), default="onnxruntime", show_default=True,
               help="onnxruntime: the ONNX graphs (platform onnxruntime_onnx); tensorrt: the engines "
                    "`jetgen build` made (platform tensorrt_plan).")
-@click.option("--mode", type=click.Choice(tconfig.MODES), default="local", show_default=True,
-              help="Where the Python model runs the graphs: in its own process (local) or through the graph "
-                   "models (bls).")
+@click.option("--mode", type=click.Choice(tconfig.MODES), default="bls", show_default=True,
+              help="Where the Python model runs the graphs: through the graph models (bls: Triton's business "
+                   "logic scripting; the stub needs only numpy) or in its own process (local: needs onnxruntime "
+                   "in Triton's Python).")
 @click.option("--tensorrt", default=None, help="--backend tensorrt: the serving machine's TensorRT version.")
 @click.option("--gpu", default=None, help="--backend tensorrt: the serving GPU's name, as `jetgen build` records it.")
 @click.option("--force", is_flag=True, help="Replace REPO when it exists.")

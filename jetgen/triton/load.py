@@ -57,7 +57,8 @@ def run_load(url, model, make_inputs, outputs, clients=8, seconds=10.0, max_requ
     ``make_inputs(http, i)`` gives request ``i``'s list of InferInput; ``outputs`` the output names to ask
     for; ``examples`` how many examples one request carries (samples/s = requests/s x examples).
     Row keys: model, clients, examples, requests, errors, seconds, req_s, examples_s, p50_ms, p99_ms,
-    batching (inferences per execution, as Triton counts them; None when it reports none)."""
+    batching (examples per execution: Triton's inference_count / execution_count, so dynamic batching
+    that groups requests shows as more than the examples of one request; None when it reports none)."""
     check_loopback(url)
     if not (1 <= clients <= MAX_CLIENTS and 0 < seconds <= MAX_SECONDS and 1 <= max_requests <= MAX_REQUESTS):
         raise JetgenError("Use 1 to {} clients, at most {:g} s and at most {} requests.".format(
@@ -116,7 +117,7 @@ def run_load(url, model, make_inputs, outputs, clients=8, seconds=10.0, max_requ
 def table(rows):
     """The rows as a markdown table (the columns of ``jetgen bench``'s, plus Triton's batching)."""
     out = ["| model | request | examples / request | clients | requests | errors | req/s | examples/s | p50 ms | "
-           "p99 ms | requests per execution |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "p99 ms | examples per execution |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append("| {} | {} | {} | {} | {} | {} | {:.0f} | {:.0f} | {:.2f} | {:.2f} | {} |".format(
             r["model"], r.get("request", ""), r["examples"], r["clients"], r["requests"], r["errors"], r["req_s"],

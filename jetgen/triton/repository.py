@@ -27,7 +27,7 @@ from jetgen.triton import config as tconfig
 
 INDEX = "jetgen-triton.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-DEFAULT_MODE = "local"  # the Python model runs the graphs itself (measured in docs/triton.md)
+DEFAULT_MODE = "bls"  # the graphs run in the graph models (TensorRT plans, batching); docs/triton.md measures both
 # the parts of jetgen the Python model imports, copied into NAME/1/jetgen (all torch-free)
 RUNTIME_FILES = ("__init__.py", "errors.py", "atomic.py", "digest.py", "spec.py")
 RUNTIME_DIRS = ("runtime",)
