@@ -176,6 +176,9 @@ def test_point_clouds_sample_and_complete_match_the_runtime(client, bundles):
     x, z = ask(client, "shapes", "sample", n=3, seed=4)
     want_x, want_z = m.sample(3, seed=4, return_latents=True)
     assert x.shape == want_x.shape and np.array_equal(z, want_z) and np.abs(x - want_x).max() < 1e-5
+    xi, zi = ask(client, "shapes", "interpolate", a=want_x[:1], b=want_x[1:2], steps=3)  # clouds as end points
+    want_xi, want_zi = m.interpolate(want_x[0], want_x[1], steps=3)
+    assert np.abs(zi - want_zi).max() < 1e-5 and np.abs(xi - want_xi).max() < 1e-5
     partial = want_x[:1, want_x[0, :, 0] > 0]  # half a decoded cloud: (1, P, 3)
     cx, cz = ask(client, "shapes", "complete", x=partial, seed=0, steps=20)
     r = m.complete(partial[0], seed=0, steps=20)
@@ -196,6 +199,21 @@ def test_bad_requests_get_tritons_error_and_the_server_stays_up(client, server):
     assert server.alive() and client.is_server_ready()
     x, _ = ask(client, "cvae", "sample", n=1, labels=[0], seed=0)
     assert x.shape == (1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda mp: mp.setattr(local.platform, "machine", lambda: "aarch64"), "x86-64"),
+    (lambda mp: mp.setattr(local.platform, "libc_ver", lambda: ("glibc", "2.31")), "glibc 2.35+"),
+    (lambda mp: mp.setattr(local.sysconfig, "get_config_var", lambda name: 0), "shared libpython"),
+    (lambda mp: mp.setattr(local, "wheel_dirs", lambda: None), "nvidia-pytriton wheel is not installed"),
+])
+def test_where_the_wheel_cannot_run_the_reason_is_a_sentence(monkeypatch, change, reason):
+    monkeypatch.setattr(local.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(local.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(local.sysconfig, "get_config_var", lambda name: 1)
+    monkeypatch.setattr(local, "wheel_dirs", lambda: ("/nonexistent/tritonserver", "/nonexistent/libs"))
+    change(monkeypatch)
+    assert reason in local.problem()
 
 
 def _engines(bundle, tensorrt="8.5.2", gpu="Orin", batch_max=256, graphs=None):
@@ -221,6 +239,19 @@ def test_tensorrt_plans_from_the_engines_jetgen_build_made(tmp_path):
     assert (out / "fixture_decoder" / "1" / "model.plan").read_bytes() == b"plan of decoder"
     index = json.loads((out / "jetgen-triton.json").read_text())
     assert index["tensorrt"]["version"] == "8.5.2" and index["tensorrt"]["gpu"] == "Orin"
+
+
+def test_default_name_and_force_replace_the_repository_whole(tmp_path):
+    from tests.runtime_fixtures import make_bundle
+    bundle, _ = make_bundle(str(tmp_path / "b.jetgen"))
+    out = tmp_path / "repo"
+    assert cli("triton", bundle, "-o", out, "--instances", "3").exit_code == 0
+    assert sorted(os.listdir(str(out))) == ["fixture", "fixture_decoder", "fixture_encoder", "fixture_latent_grad",
+                                            "jetgen-triton.json"]
+    result = cli("triton", bundle, "-o", out, "--name", "other", "--force")
+    assert result.exit_code == 0, result.output
+    assert "fixture" not in os.listdir(str(out))  # replaced whole, not merged
+    assert "other" in os.listdir(str(out)) and "count: 1" in (out / "other" / "config.pbtxt").read_text()
 
 
 def test_engines_for_another_gpu_or_tensorrt_are_refused(tmp_path):
