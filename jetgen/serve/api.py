@@ -211,6 +211,7 @@ class ModelSlot(object):
         self.mean_s = 0.05        # running mean of one turn, for Retry-After
         self.card = None
         self._directions = None
+        self.closing = False      # set when the server stops: no new turn starts
 
     def reserve(self):
         """Take a place in the queue; 429 with Retry-After when it is full."""
@@ -230,6 +231,9 @@ class ModelSlot(object):
         if not self.lock.acquire(timeout=max(0.0, timeout)):
             raise ApiError(503, "Model {} stayed busy for {:.0f} s; try again later.".format(self.name, timeout),
                            {"Retry-After": str(max(1, int(math.ceil(self.pending * self.mean_s))))})
+        if self.closing:
+            self.lock.release()
+            raise ApiError(503, "The server is stopping; try again when it is back.")
         return time.monotonic()
 
     def done(self, started):
@@ -353,6 +357,23 @@ class Api(object):
     def close(self):
         for slot in self.slots.values():
             slot.model.close()
+
+    def stop(self, grace):
+        """Cancel every job, wait up to ``grace`` seconds for each model's running inference to end,
+        and close the sessions of the models that became idle (their turn is then held for good, so no
+        request starts another). Returns how many models were still busy and were left open."""
+        for slot in self.slots.values():
+            slot.closing = True
+        with self._jobs_lock:
+            for job in self.jobs.values():
+                job.cancelled = True
+        deadline, busy = time.monotonic() + grace, 0
+        for slot in self.slots.values():
+            if slot.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                slot.model.close()
+            else:
+                busy += 1
+        return busy
 
     # -- helpers ---------------------------------------------------------------------------------
     def slot(self, name):
