@@ -63,6 +63,12 @@ class LazyGroup(click.Group):
         except JetgenError as err:
             click.echo("Error: {}".format(err), err=True)
             sys.exit(1)
+        except OSError as err:  # a full disk that no writer turned into its own sentence
+            from jetgen.atomic import disk_full_error, is_disk_full
+            if not is_disk_full(err):
+                raise
+            click.echo("Error: {}".format(disk_full_error(err, err.filename or "the output")), err=True)
+            sys.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"auto_envvar_prefix": "JETGEN"})
