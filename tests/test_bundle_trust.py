@@ -1,0 +1,145 @@
+"""What a bundle or a run may claim, and who made it (issue 22, items 4 and 5).
+
+Manifest numbers outside sense (a prior std of 1e30, an output range of +-1e30 that would switch off
+the runtime's output check, ten labels named "0") are refused by the one reader, jetgen.spec; an
+edited or extended config.json is refused by the run reader; a signed bundle whose manifest or any
+file changed, even consistently (sha256 fixed in the manifest), is refused when a key is given.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jetgen.cli import main
+from jetgen.errors import JetgenError
+from jetgen.runtime import Model
+from tests.runtime_fixtures import make_bundle
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("trust"))
+    return {"vae": make_bundle(os.path.join(root, "vae.jetgen"))[0],
+            "cvae": make_bundle(os.path.join(root, "cvae.jetgen"), kind="cvae", n_labels=3)[0],
+            "exp": make_bundle(os.path.join(root, "exp.jetgen"), kind="vad", family="exponential", encoder=False)[0]}
+
+
+def edited(base, tmp_path, name, change):
+    k = 0
+    while os.path.exists(str(tmp_path / "{}{}.jetgen".format(name, k))):
+        k += 1
+    path = str(tmp_path / "{}{}.jetgen".format(name, k))
+    shutil.copytree(base[name], path)
+    mpath = os.path.join(path, "manifest.json")
+    with open(mpath) as handle:
+        manifest = json.load(handle)
+    change(manifest)
+    with open(mpath, "w") as handle:
+        json.dump(manifest, handle)
+    return path
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def change(manifest):
+        here = manifest
+        for key in keys[:-1]:
+            here = here[key]
+        here[keys[-1]] = value(here[keys[-1]]) if callable(value) else value
+    return change
+
+
+BOUNDS = [
+    ("vae", _set("model", "prior", "params", "std", lambda v: [1e30] * len(v)), "std outside"),
+    ("vae", _set("model", "prior", "params", "std", lambda v: [1e-12] * len(v)), "std outside"),
+    ("vae", _set("model", "prior", "params", "mean", lambda v: [5e3] * len(v)), "mean beyond"),
+    ("exp", _set("model", "prior", "params", "rate", lambda v: [1e-9] * len(v)), "rate outside"),
+    ("vae", _set("model", "output", "range", [-1e30, 1e30]), "does not fit its bernoulli likelihood"),
+    ("vae", _set("model", "output", "range", [0.0, 255.0]), "does not fit its bernoulli likelihood"),
+    ("vae", _set("model", "likelihood", {"name": "gaussian", "sigma": 1e30}), "sigma in"),
+    ("cvae", _set("model", "labels", ["0", "0", "0"]), "distinct"),
+    ("cvae", _set("model", "labels", ["a", " ", "c"]), "distinct"),
+]
+
+
+@pytest.mark.parametrize("name,change,words", BOUNDS, ids=[w + str(i) for i, (_, _, w) in enumerate(BOUNDS)])
+def test_manifest_numbers_outside_sense_are_refused(base, tmp_path, name, change, words):
+    path = edited(base, tmp_path, name, change)
+    with pytest.raises(JetgenError) as err:
+        Model.open(path)
+    assert words in str(err.value)
+    result = CliRunner().invoke(main, ["sample", path, "--n", "2", "--out", str(tmp_path / "o.npy")])
+    assert result.exit_code == 1 and "Traceback" not in result.output and words in result.stderr
+
+
+def test_sensible_numbers_still_open(base, tmp_path):
+    path = edited(base, tmp_path, "vae", _set("model", "prior", "params", "std", lambda v: [3.0] * len(v)))
+    with Model.open(path) as m:
+        assert m.sample(2, seed=0).shape == (2, 1, 8, 8)
+    path = edited(base, tmp_path, "vae", _set("model", "likelihood", {"name": "gaussian", "sigma": 0.1}))
+    with Model.open(path) as m:
+        assert np.isfinite(m.sample(2, seed=0)).all()
+
+
+# -- config.json ---------------------------------------------------------------------------------------
+TRAIN = ["train", "vae", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--latent-dim", "4",
+         "--hidden", "32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("trained") / "R")
+    result = CliRunner().invoke(main, TRAIN + ["--out", path])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def run_copy(trained, tmp_path, change_config=None, change_meta=None):
+    path = str(tmp_path / "R")
+    shutil.copytree(trained, path)
+    for name, change in (("config.json", change_config), (os.path.join("checkpoint", "meta.json"), change_meta)):
+        if change is None:
+            continue
+        full = os.path.join(path, name)
+        with open(full) as handle:
+            data = json.load(handle)
+        change(data)
+        with open(full, "w") as handle:
+            json.dump(data, handle, indent=2)
+    return path
+
+
+def export(path, tmp_path):
+    return CliRunner().invoke(main, ["export", path, "--target", "nano", "--out", str(tmp_path / "B.jetgen")])
+
+
+def test_a_config_edited_after_training_is_refused(trained, tmp_path):
+    path = run_copy(trained, tmp_path, change_config=lambda c: c.update(likelihood="gaussian"))
+    result = export(path, tmp_path)
+    assert result.exit_code == 1 and "changed after the checkpoint was saved" in result.stderr, result.output
+    assert not os.path.exists(str(tmp_path / "B.jetgen"))
+    result = CliRunner().invoke(main, ["eval", path, "--no-pictures", "--iw-samples", "2"])
+    assert result.exit_code == 1 and "changed after the checkpoint was saved" in result.stderr, result.output
+
+
+def test_unknown_config_keys_are_refused(trained, tmp_path):
+    path = run_copy(trained, tmp_path, change_config=lambda c: c.update(lattent_dim=8))
+    result = export(path, tmp_path)
+    assert result.exit_code == 1 and "lattent_dim" in result.stderr and "no jetgen writes" in result.stderr, \
+        result.output
+
+
+def test_resume_may_change_epochs_and_old_runs_without_a_digest_load(trained, tmp_path):
+    path = run_copy(trained, tmp_path, change_meta=lambda m: m.pop("config_sha256"))
+    result = export(path, tmp_path)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["train", "--resume", path, "--epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    with open(os.path.join(path, "checkpoint", "meta.json")) as handle:
+        assert len(json.load(handle)["config_sha256"]) == 64
+    shutil.rmtree(str(tmp_path / "B.jetgen"))
+    assert export(path, tmp_path).exit_code == 0
