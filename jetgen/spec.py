@@ -713,8 +713,11 @@ def load_json(path, what="manifest"):
         raise JetgenError("Cannot read {}: {}; the {} is damaged, re-export the bundle.".format(path, err, what))
 
 
-def read_manifest(bundle_dir, full=True):
+def read_manifest(bundle_dir, full=True, key=None):
     """The checked manifest of the bundle directory ``bundle_dir``.
+
+    ``key`` (bytes, a key file's path, None for the file JETGEN_BUNDLE_KEY names, False for none): when
+    there is one, the bundle must carry a signature of this manifest under it (jetgen.signing).
 
     ``full`` checks the whole format (the runtime's needs); ``full=False`` only the format, version
     and each graph entry's file-level fields (``jetgen check`` accepts minimal hand-written
@@ -730,6 +733,10 @@ def read_manifest(bundle_dir, full=True):
         raise JetgenError("{} has no {}; it is not a jetgen bundle.".format(bundle_dir, MANIFEST))
     inside(bundle_dir, MANIFEST, "the manifest")
     manifest = load_json(path)
+    from jetgen import signing
+    secret = signing.resolve_key(key)
+    if secret is not None:  # origin before content: an unsigned or re-signed manifest is not even parsed further
+        signing.check_signature(bundle_dir, secret, manifest)
     if full:
         return check_manifest(manifest)
     check_format(manifest)

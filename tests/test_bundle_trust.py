@@ -143,3 +143,101 @@ def test_resume_may_change_epochs_and_old_runs_without_a_digest_load(trained, tm
         assert len(json.load(handle)["config_sha256"]) == 64
     shutil.rmtree(str(tmp_path / "B.jetgen"))
     assert export(path, tmp_path).exit_code == 0
+
+
+# -- signed bundles ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    from jetgen import signing
+    root = tmp_path_factory.mktemp("keys")
+    mine, other = str(root / "mine.key"), str(root / "other.key")
+    signing.new_key(mine)
+    signing.new_key(other)
+    return {"mine": mine, "other": other}
+
+
+@pytest.fixture
+def signed(base, keys, tmp_path):
+    path = str(tmp_path / "signed.jetgen")
+    shutil.copytree(base["vae"], path)
+    result = CliRunner().invoke(main, ["sign", path, "--key", keys["mine"]])
+    assert result.exit_code == 0 and "Signed" in result.output, result.output
+    return path
+
+
+def rewrite_decoder_consistently(path, tmp_path):
+    """The issue's "consistent" tampering: another decoder of the same interface, its size and sha256 fixed
+    in the manifest, so every file matches the manifest and `jetgen verify`'s sha256 checks pass."""
+    import hashlib
+    other = make_bundle(str(tmp_path / "other.jetgen"), seed=7)[0]
+    shutil.copyfile(os.path.join(other, "decoder.onnx"), os.path.join(path, "decoder.onnx"))
+    with open(os.path.join(path, "decoder.onnx"), "rb") as handle:
+        data = handle.read()
+    mpath = os.path.join(path, "manifest.json")
+    with open(mpath) as handle:
+        manifest = json.load(handle)
+    manifest["graphs"]["decoder"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    with open(mpath, "w") as handle:
+        json.dump(manifest, handle, indent=2)
+
+
+def test_a_signed_bundle_opens_with_its_key_in_every_form(signed, keys, monkeypatch):
+    from jetgen import signing
+    want = Model.open(signed, key=False).sample(2, seed=0)
+    for key in (keys["mine"], signing.read_key(keys["mine"])):
+        with Model.open(signed, key=key) as m:
+            np.testing.assert_array_equal(m.sample(2, seed=0), want)
+    monkeypatch.setenv("JETGEN_BUNDLE_KEY", keys["mine"])
+    with Model.open(signed) as m:
+        assert m.sample(1, seed=0).shape == (1, 1, 8, 8)
+
+
+def test_the_consistently_tampered_bundle_is_refused_with_a_key(signed, keys, tmp_path):
+    rewrite_decoder_consistently(signed, tmp_path)
+    Model.open(signed, key=False).close()  # without a key the sha256s match: integrity holds, origin is unknown
+    with pytest.raises(JetgenError) as err:
+        Model.open(signed, key=keys["mine"])
+    assert "does not verify" in str(err.value) and "changed after signing" in str(err.value)
+    for command in (["sample", signed, "--n", "2", "--out", str(tmp_path / "o.npy")], ["info", signed],
+                    ["verify", signed], ["check", signed, "--target", "nano"]):
+        result = CliRunner().invoke(main, command + ["--key", keys["mine"]])
+        assert result.exit_code == 1 and "does not verify" in result.stderr, (command, result.output)
+        assert "Traceback" not in result.output
+    assert not os.path.exists(str(tmp_path / "o.npy"))
+
+
+def test_unsigned_and_other_key_bundles_are_refused(base, signed, keys, tmp_path, monkeypatch):
+    with pytest.raises(JetgenError) as err:
+        Model.open(base["vae"], key=keys["mine"])
+    assert "is not signed" in str(err.value)
+    with pytest.raises(JetgenError) as err:
+        Model.open(signed, key=keys["other"])
+    assert "another key" in str(err.value)
+    monkeypatch.setenv("JETGEN_BUNDLE_KEY", keys["mine"])
+    result = CliRunner().invoke(main, ["sample", base["vae"], "--n", "2", "--out", str(tmp_path / "o.npy")])
+    assert result.exit_code == 1 and "is not signed" in result.stderr
+    short = tmp_path / "short.key"
+    short.write_bytes(b"0123456789")
+    result = CliRunner().invoke(main, ["info", signed, "--key", str(short)])
+    assert result.exit_code == 1 and "at least 32" in result.stderr
+
+
+def test_serve_with_a_key_serves_signed_bundles_only(base, signed, keys, monkeypatch):
+    from jetgen.serve import make_server
+    monkeypatch.setenv("JETGEN_BUNDLE_KEY", keys["mine"])
+    with pytest.raises(JetgenError) as err:
+        make_server([signed, base["vae"]], port=0, log=lambda line: None)
+    assert "is not signed" in str(err.value)
+    server = make_server([signed], port=0, log=lambda line: None)
+    server.close()
+
+
+def test_export_sign_and_the_environment_during_export(trained, keys, tmp_path, monkeypatch):
+    monkeypatch.setenv("JETGEN_BUNDLE_KEY", keys["mine"])  # set on the machine that exports, too
+    out = str(tmp_path / "S.jetgen")
+    result = CliRunner().invoke(main, ["export", trained, "--target", "nano", "--out", out, "--sign", keys["mine"]])
+    assert result.exit_code == 0, result.output
+    with Model.open(out) as m:
+        assert m.sample(1, seed=0).shape[0] == 1
+    result = CliRunner().invoke(main, ["info", out, "--key", keys["other"]])
+    assert result.exit_code == 1 and "another key" in result.stderr

@@ -570,7 +570,7 @@ def test_a_request_that_waits_too_long_answers_503(bundles):
 def test_connections_beyond_the_cap_get_503_at_once(bundles):
     s = Served([bundles["vae"]])
     try:
-        s.server._connections = threading.BoundedSemaphore(1)  # the cap (64 in use) lowered to one
+        s.server.max_connections = 1  # the cap (64 in use) lowered to one
         idle = socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT)  # connected, sends nothing
         try:
             deadline = time.time() + TIMEOUT

@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": ("jetgen.cli.serve:serve", "Serve bundles on a web page: sample, explore, draw and complete."),
     "doctor": ("jetgen.cli.doctor:doctor", "Show what this machine is, what jetgen can do here, what to install."),
     "verify": ("jetgen.cli.verify:verify", "Check a bundle's graphs here against its golden vectors."),
+    "sign": ("jetgen.cli.sign:sign", "Sign a bundle with a shared key, so boards holding it accept it."),
 }
 
 

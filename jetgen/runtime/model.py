@@ -169,16 +169,18 @@ class Model(object):
             "x".join(str(s) for s in self.output_shape), self.backend, self.precision)
 
     @classmethod
-    def open(cls, bundle, backend=backends.DEFAULT, precision=None, device=None, **backend_options):
+    def open(cls, bundle, backend=backends.DEFAULT, precision=None, device=None, key=None, **backend_options):
         """Open a bundle directory: check its manifest and every graph's size and sha256.
 
         ``backend`` a name in jetgen.runtime.backends (ort: ONNX Runtime, trt: TensorRT); ``precision``
-        defaults to the backend's choice, else the bundle's;
+        defaults to the backend's choice, else the bundle's; ``key`` (bytes or a key file's path; default:
+        the file JETGEN_BUNDLE_KEY names) refuses a bundle not signed under it (jetgen.signing);
         ``device`` and ``backend_options`` go to the backend (see jetgen.runtime.backends.ort).
-        Raises JetgenError when the bundle is missing, damaged or of an unknown format.
+        Raises JetgenError when the bundle is missing, damaged, unsigned while a key is given, or of an
+        unknown format.
         """
         if not isinstance(bundle, Bundle):
-            bundle = Bundle.open(bundle, verify=True)
+            bundle = Bundle.open(bundle, verify=True, key=key)
         if cls is Model and bundle.model.get("points") is not None:  # point clouds: jetgen.runtime.points
             from jetgen.runtime.points import PointModel
 
