@@ -241,3 +241,59 @@ def test_export_sign_and_the_environment_during_export(trained, keys, tmp_path, 
         assert m.sample(1, seed=0).shape[0] == 1
     result = CliRunner().invoke(main, ["info", out, "--key", keys["other"]])
     assert result.exit_code == 1 and "another key" in result.stderr
+
+
+# -- what the runtime reads from users (issue 22, items 7-9) -------------------------------------------
+def test_info_never_prints_a_manifests_control_characters(base, tmp_path):
+    path = edited(base, tmp_path, "vae", _set("name", "evil\x1b]0;owned\x07\x00\x1b[31mred\u202e"))
+    result = CliRunner().invoke(main, ["info", path])
+    assert result.exit_code == 0, result.output
+    assert not any(ch in result.output for ch in "\x1b\x07\x00\u202e")
+    assert "evil\\x1b]0;owned\\x07\\x00" in result.output
+
+
+def test_points_far_out_blame_the_cloud():
+    from jetgen.runtime.points import as_clouds
+    with pytest.raises(JetgenError) as err:
+        as_clouds(np.full((10, 3), 1e30, np.float32), "cloud to complete")
+    assert "coordinates up to 1e+30" in str(err.value) and "scale the cloud" in str(err.value)
+
+
+def _ply(n_header, points, faces=None, cut=0, binary=True):
+    head = ["ply", "format {} 1.0".format("binary_little_endian" if binary else "ascii"),
+            "element vertex {}".format(n_header), "property float x", "property float y", "property float z"]
+    if faces is not None:
+        head += ["element face {}".format(len(faces)), "property list uchar int vertex_indices"]
+    data = ("\n".join(head + ["end_header"]) + "\n").encode("ascii")
+    if binary:
+        data += np.asarray(points, "<f4").tobytes()
+        for f in faces if faces is not None else []:
+            data += bytes([3]) + np.asarray(f, "<i4").tobytes()
+    else:
+        data += "".join("{} {} {}\n".format(*p) for p in points).encode()
+        data += "".join("3 {} {} {}\n".format(*f) for f in (faces if faces is not None else [])).encode()
+    return data[:len(data) - cut] if cut else data
+
+
+@pytest.mark.parametrize("what,data,words", [
+    ("10 declared, 1000 held", _ply(10, np.random.RandomState(0).rand(1000, 3)), "header's counts are wrong"),
+    ("faces cut short", _ply(4, np.eye(4, 3), [[0, 1, 2], [1, 2, 3]], cut=3), "truncated"),
+    ("ascii, 10 declared, 20 held", _ply(10, np.random.RandomState(0).rand(20, 3), binary=False), "header's counts"),
+    ("ascii faces cut short", _ply(4, np.eye(4, 3), [[0, 1, 2], [1, 2, 3]], binary=False, cut=7), "cut short"),
+])
+def test_ply_whose_header_does_not_fit_its_data_is_refused(tmp_path, what, data, words):
+    from jetgen.runtime.shapes import read_points
+    path = tmp_path / "scan.ply"
+    path.write_bytes(data)
+    with pytest.raises(JetgenError) as err:
+        read_points(str(path))
+    assert words in str(err.value), str(err.value)
+
+
+def test_a_well_formed_ply_still_reads(tmp_path):
+    from jetgen.runtime.shapes import read_points
+    pts = np.random.RandomState(1).rand(50, 3).astype(np.float32)
+    for binary in (True, False):
+        path = tmp_path / "ok{}.ply".format(int(binary))
+        path.write_bytes(_ply(50, pts, [[0, 1, 2], [2, 3, 4]], binary=binary))
+        np.testing.assert_allclose(read_points(str(path)), pts, rtol=1e-6)

@@ -662,4 +662,5 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c(bundles, monkeypatch):
     monkeypatch.setattr(server_module.JetgenServer, "serve_forever", interrupted)
     server_module.serve([bundles["vae"], bundles["vae"]], port=0, out=out, log=lambda line: None)
     text = out.getvalue()
-    assert text.startswith("Serving vae, vae-2 (ort backend) at http://127.0.0.1:") and text.endswith("Stopped.\n")
+    assert text.startswith("Serving vae, vae-2 (ort backend) at http://127.0.0.1:")
+    assert text.endswith("Stopped (SIGINT): no longer listening, jobs cancelled, models closed.\n")

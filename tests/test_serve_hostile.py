@@ -293,3 +293,37 @@ def main(argv):
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# -- small defects (issue 22, items 6, 7, 9) -----------------------------------------------------------
+@pytest.mark.parametrize("model,body,words", [
+    ("cvae", {"n": 2, "labels": True}, "not true or false"),
+    ("cvae", {"n": 2, "labels": [True]}, "not true or false"),
+    ("cvae", {"n": 2, "labels": [[True, False, False]]}, "not true or false"),
+    ("vae", {"n": 2, "labels": [1]}, "not conditional"),
+    ("vae", {"n": 2, "labels": "0"}, "not conditional"),
+])
+def test_labels_that_are_booleans_or_for_an_unconditional_model_are_400(served, model, body, words):
+    status, payload = served.request("POST", "/api/models/{}/sample".format(model), body)
+    assert status == 400 and words in payload["error"], payload
+    assert not any("error in" in line for line in served.lines)
+
+
+def test_a_latent_that_overflows_float32_blames_the_input(served):
+    for z in ([[1e39] * 4], [[1e30, 0, 0, 0]], [[0, -2e6, 0, 0]]):
+        status, payload = served.request("POST", "/api/models/vae/decode", {"z": z})
+        assert status == 400, payload
+        assert "broken" not in payload["error"] and ("latents must lie within" in payload["error"]
+                                                     or "far outside the prior" in payload["error"]), payload
+
+
+def test_cancel_on_a_finished_job_says_it_was_not_cancelled(served):
+    body = {"image": [[[0.5] * 8] * 8], "region": "bottom-half", "steps": 2}
+    status, job = served.request("POST", "/api/models/vae/complete", body)
+    assert status == 202, job
+    end = time.monotonic() + 10
+    while served.request("GET", "/api/jobs/" + job["job"])[1]["state"] != "done":
+        assert time.monotonic() < end
+        time.sleep(0.05)
+    status, payload = served.request("POST", "/api/jobs/{}/cancel".format(job["job"]), {})
+    assert status == 200 and payload["cancelled"] is False and payload["state"] == "done", payload

@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from jetgen.cli.options import key_option
-from jetgen.cli.output import emit_json, human_size, key_values, table
+from jetgen.cli.output import emit_json, human_size, key_values, printable, table
 from jetgen.errors import JetgenError
 from jetgen.runtime.bundle import describe
 
@@ -139,6 +139,6 @@ def info(bundle, as_json):
     if as_json:
         emit_json(data)
     else:
-        click.echo(format_info(data))
+        click.echo(printable(format_info(data)))  # a manifest's strings never reach the terminal raw
     if any(g["check"] != "ok" for g in data["graphs"].values()):
         raise JetgenError("Some graph files do not match the manifest (see above); copy the bundle again.")

@@ -69,6 +69,13 @@ def _fields(body, allowed):
     return body
 
 
+def _labels_fit(slot, body):
+    """The body, after refusing ``labels`` for a model that is not conditional (docs/serve.md: never ignored)."""
+    if body.get("labels") is not None and not slot.model.conditional:
+        raise ApiError(400, "This model is not conditional; do not give labels (model {}).".format(slot.name))
+    return body
+
+
 def _at_most(value, limit, what):
     """400 when an integer ``value`` is above the server's ``limit``; other types go on to the runtime's checks."""
     if isinstance(value, int) and not isinstance(value, bool) and value > limit:
@@ -436,7 +443,7 @@ class Api(object):
 
     def sample(self, name, body):
         slot = self.slot(name)
-        body = _fields(body, ("n", "labels", "temperature", "seed"))
+        body = _labels_fit(slot, _fields(body, ("n", "labels", "temperature", "seed")))
         points = shapes_api.is_points(slot.model)
         n = _at_most(body.get("n", 16), shapes_api.MAX_SHAPES if points else MAX_SAMPLES, "n")
         labels, temperature = body.get("labels"), body.get("temperature", 1.0)
@@ -456,7 +463,7 @@ class Api(object):
 
     def decode(self, name, body):
         slot = self.slot(name)
-        body = _fields(body, ("z", "labels", "project"))
+        body = _labels_fit(slot, _fields(body, ("z", "labels", "project")))
         if "z" not in body:
             raise ApiError(400, "Give z: a latent of {} numbers or a list of them.".format(slot.model.latent_dim))
         points = shapes_api.is_points(slot.model)
@@ -495,7 +502,7 @@ class Api(object):
 
     def interpolate(self, name, body):
         slot = self.slot(name)
-        body = _fields(body, ("a", "b", "steps", "mode", "labels", "seed"))
+        body = _labels_fit(slot, _fields(body, ("a", "b", "steps", "mode", "labels", "seed")))
         steps = _at_most(body.get("steps", 8), MAX_PATH_STEPS, "steps")
         mode, labels, seed = body.get("mode", "linear"), body.get("labels"), body.get("seed", 0)
         if shapes_api.is_points(slot.model):
@@ -777,6 +784,10 @@ class Api(object):
         return self.job(job_id).snapshot(since)
 
     def cancel(self, job_id):
+        """Ask a job to stop; ``cancelled`` is false (and the state final) for a job that had already ended."""
         job = self.job(job_id)
-        job.cancelled = True  # the job's thread stops at its next step (or as soon as it gets the model)
-        return {"job": job.id, "state": job.state, "cancelled": True}
+        with job.cond:
+            if job.over:
+                return {"job": job.id, "state": job.state, "cancelled": False}
+            job.cancelled = True  # the job's thread stops at its next step (or as soon as it gets the model)
+            return {"job": job.id, "state": job.state, "cancelled": True}
