@@ -656,7 +656,7 @@ def hostile_cases(work, base_bundle, add, case_dir, sample_case):
             ("signed, manifest edited after signing, key", renamed, key, False),
             ("signed, signature removed, key", unsigned, key, False),
             ("signed, another key", None, other, False)]:
-        for command in ("sample", "info", "verify"):
+        for command in ("sample", "info", "interpolate"):
             d, bundle = signed(change)
             extra = ["--key", with_key] if with_key else []
             if command == "sample":
@@ -665,8 +665,11 @@ def hostile_cases(work, base_bundle, add, case_dir, sample_case):
                 add("hostile", what, ["info", bundle] + extra, d,
                     {"kind": "info", "bundle": bundle, "must_refuse": None if ok else not_origin}, [d])
             else:
-                add("hostile", what, ["verify", bundle] + extra, d,
-                    {"kind": "info", "bundle": bundle, "must_refuse": None if ok else not_origin}, [d])
+                out = os.path.join(d, "o.npy")
+                add("hostile", what, ["interpolate", bundle, "--from", "seed:1", "--to", "seed:2", "--steps", "3",
+                                      "--out", out] + extra, d,
+                    {"kind": "interpolate", "out": out, "shape": [3] + list(SHAPE),
+                     "must_refuse": None if ok else not_origin}, [d], [out])
     d = case_dir("hostile")
     add("hostile", "a key file of 10 bytes", ["sample", base_bundle, "--key", os.path.join(d, "short.key"), "--out",
                                               os.path.join(d, "o.npy")], d,

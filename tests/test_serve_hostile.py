@@ -207,11 +207,12 @@ def _port_free(port):
         sock.close()
 
 
-def _load(port, stop, errors):
+def _load(port, stop, errors, shape=(1, 8, 8)):
     """Requests in a loop until ``stop``: samples and waited completions (so that inference runs when the signal
     comes); connection errors once the server stops are expected."""
-    bodies = [("/api/models/vae/sample", {"n": 64, "seed": 1}),
-              ("/api/models/vae/complete", {"image": [[[0.5] * 8] * 8], "region": "bottom-half", "steps": 400,
+    bodies = [("/api/models/vae/sample", {"n": 256, "seed": 1}),
+              ("/api/models/vae/complete", {"image": [[[0.5] * shape[2]] * shape[1]] * shape[0], "region": "bottom-half",
+                                            "steps": 400,
                                             "wait": True})]
     k = 0
     while not stop.is_set():
@@ -228,16 +229,19 @@ def _load(port, stop, errors):
             time.sleep(0.01)
 
 
-def signal_trial(bundle, signum, rng, env=None):
-    """Start ``jetgen serve`` on a free port, load it, send ``signum``; return a dict of what happened."""
+def signal_trial(bundle, signum, rng, env=None, threads=None, shape=(1, 8, 8)):
+    """Start ``jetgen serve`` on a free port, load it, send ``signum``; return a dict of what happened.
+    ``threads``: ONNX Runtime's intra-op threads (None: its default, one per core, as a board runs it)."""
     env = dict(env or os.environ)
     env.setdefault("PYTHONPATH", os.path.dirname(HERE))
-    proc = subprocess.Popen([sys.executable, "-m", "jetgen.cli", "serve", bundle, "--port", "0", "--threads", "1"],
+    env.pop("OMP_NUM_THREADS", None)
+    extra = ["--threads", str(threads)] if threads else []
+    proc = subprocess.Popen([sys.executable, "-m", "jetgen.cli", "serve", bundle, "--port", "0"] + extra,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, universal_newlines=True)
     first = proc.stdout.readline()
     port = int(first.split("http://127.0.0.1:")[1].split("/")[0])
     stop, errors = threading.Event(), []
-    loaders = [threading.Thread(target=_load, args=(port, stop, errors)) for _ in range(4)]
+    loaders = [threading.Thread(target=_load, args=(port, stop, errors, shape)) for _ in range(4)]
     for t in loaders:
         t.daemon = True
         t.start()
