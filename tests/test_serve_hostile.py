@@ -25,10 +25,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from jetgen.serve import make_server  # noqa: E402
 from tests.runtime_fixtures import make_bundle  # noqa: E402
 
-DEADLINE = 2.5      # seconds: the suite's whole-request deadline (the default is 20 s)
+DEADLINE = 4.0      # seconds: the suite's whole-request deadline (the default is 20 s)
 ATTACKERS = 70
 TRICKLE_S = 0.5     # one header line this often from each slow client
-ATTACK_S = 4.0      # how long the slow clients keep trickling
+ATTACK_S = 6.0      # how long the slow clients keep trickling: past the deadline
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +124,15 @@ def slow_clients(port, count, seconds, source="127.0.0.1"):
 def test_slowloris_leaves_room_and_every_slot_comes_back(served):
     assert wait_until_free(served.server, 5)
     thread, _ = slow_clients(served.port, ATTACKERS, ATTACK_S)
-    time.sleep(2 * TRICKLE_S)  # the slow clients hold what they can
-    held = served.server.active_connections()
-    assert sum(held.values()) <= served.server.max_per_client < served.server.max_connections, held
+    time.sleep(TRICKLE_S)  # the slow clients hold what they can: 16 slots of their address, the rest refused
+    cap = served.server.max_per_client
+    assert served.server.active_connections() == {"127.0.0.1": cap} and cap < served.server.max_connections
     started = time.monotonic()
     status, payload = served.request("GET", "/api/info", source="127.0.0.2")  # another address on the loopback
     assert status == 200 and time.monotonic() - started < 2.0, (status, payload)
     status, payload = served.request("POST", "/api/models/vae/sample", {"n": 2, "seed": 1}, source="127.0.0.3")
     assert status == 200 and len(payload["images"]) == 2
+    assert served.server.active_connections().get("127.0.0.1") == cap  # answered while the trickle held its slots
     # the whole-request deadline drops them while they are still trickling
     assert wait_until_free(served.server, DEADLINE + 1.5), served.server.active_connections()
     thread.join(ATTACK_S + 5)
