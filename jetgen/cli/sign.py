@@ -17,7 +17,9 @@ def sign(bundle, key_file, new_key):
     jetgen sample digits.jetgen --key bundle.key              # on a board: refused unless signed with it
     """
     from jetgen import signing
+    from jetgen.runtime.bundle import Bundle
 
+    Bundle.open(bundle, verify=True, key=False)  # an unusable bundle fails before a new key is made
     key = signing.new_key(key_file) if new_key else signing.read_key(key_file)
     path = signing.sign(bundle, key)
     click.echo("Signed {} with key {} ({}).".format(bundle, signing.key_id(key), path))
