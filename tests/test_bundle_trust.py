@@ -297,3 +297,15 @@ def test_a_well_formed_ply_still_reads(tmp_path):
         path = tmp_path / "ok{}.ply".format(int(binary))
         path.write_bytes(_ply(50, pts, [[0, 1, 2], [2, 3, 4]], binary=binary))
         np.testing.assert_allclose(read_points(str(path)), pts, rtol=1e-6)
+
+
+def test_outputs_out_of_range_blame_latents_far_from_the_prior_not_the_bundle(base, tmp_path):
+    # a declared range narrower than the sigmoid's: any decode can leave it, so the message must say why
+    path = edited(base, tmp_path, "vae", _set("model", "output", "range", [0.0, 0.5]))
+    with Model.open(path) as m:
+        with pytest.raises(JetgenError) as far:
+            m.decode(np.full((1, 4), 5e4, np.float32))
+        with pytest.raises(JetgenError) as near:
+            m.decode(np.full((16, 4), 2.0, np.float32))
+    assert "far outside the prior" in str(far.value) and "broken" not in str(far.value)
+    assert "broken" in str(near.value)
