@@ -33,6 +33,11 @@ The steps are: ``file`` (a file's temporary is written and synced, before its re
 tmp -> ready), ``dir-old`` and ``dir-publish`` (the two renames of the fallback), ``dir-clean``
 (before the old copy is deleted), ``recover`` (before a recovery rename).
 
+A full disk or quota (ENOSPC, EDQUOT, also as a library's own error such as safetensors' "No space
+left on device (os error 28)") while a write is under way is ``DiskFull``: a JetgenError sentence
+with the path and, where known, the bytes it needed; the temporary is removed and the target kept
+as it was. ``check_room(directory, needed)`` proves before a long computation that its output fits.
+
 Python 3.6 compatible, standard library only; used by the runtime, training and export alike.
 """
 import binascii
@@ -54,6 +59,84 @@ KILL_ENV = "JETGEN_FAULT_KILL_AT"
 LOG_ENV = "JETGEN_FAULT_LOG"
 
 _state = {"steps": 0, "exchange": sys.platform.startswith("linux")}
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# how libraries that do their own I/O (safetensors, in Rust; onnx, in C++) word the same errors
+DISK_FULL_TEXT = ("os error 28", "os error 122", "No space left on device", "Disk quota exceeded")
+
+
+# -- a full disk ------------------------------------------------------------------------------
+class DiskFull(JetgenError):
+    """The disk or the user's quota filled up while jetgen wrote ``path``; nothing was replaced."""
+
+
+def is_disk_full(err):
+    """True when ``err`` says the disk or the quota is full (OSError ENOSPC/EDQUOT, or a library's error
+    carrying that message)."""
+    if isinstance(err, DiskFull):
+        return True
+    if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+        return True
+    return isinstance(err, Exception) and any(text in str(err) for text in DISK_FULL_TEXT)
+
+
+def _free_bytes(path):
+    """Bytes free to this user on the filesystem of ``path`` (its nearest existing parent); None if unknown."""
+    here = os.path.abspath(path)
+    while here and not os.path.exists(here):
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    try:
+        return shutil.disk_usage(here).free
+    except OSError:
+        return None
+
+
+def _mb(n):
+    return "{:.1f} MB".format(n / 1e6) if n >= 1e5 else "{} bytes".format(int(n))
+
+
+def disk_full_error(err, path, needed=None, at_least=False):
+    """The DiskFull sentence for ``err`` while writing ``path``: what filled up, the space ``needed``
+    (bytes, or None when unknown; ``at_least``: a lower bound) and what is free."""
+    quota = (isinstance(err, OSError) and err.errno == errno.EDQUOT) or "quota" in str(err).lower()
+    what = "your disk quota is used up" if quota else "the disk is full"
+    free = _free_bytes(path)
+    room = ""
+    if needed:
+        room = ": it needs {}{}".format("more than " if at_least else "about ", _mb(needed))
+        if free is not None:
+            room += ", {} free".format(_mb(free))
+    return DiskFull("Cannot write {} because {}{}; nothing was replaced and no temporaries are left. Free some "
+                    "space (or write elsewhere) and run the command again.".format(path, what, room))
+
+
+def check_room(directory, needed):
+    """Make ``directory`` and prove that ``needed`` bytes fit in it (written to a temporary, then removed), so
+    a long computation fails before it starts rather than when it writes. Raises DiskFull when they do
+    not, JetgenError when the directory cannot be written at all."""
+    directory = os.path.abspath(os.fspath(directory))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tmp, fd = _create_temp_file(directory, "room")
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full_error(err, directory, needed)
+        raise JetgenError("Cannot write into {} ({}); pick another output directory.".format(
+            directory, err.strerror or err))
+    try:
+        block, left = b"\0" * min(needed, 1 << 20), needed
+        while left > 0:
+            left -= os.write(fd, block[:left])
+        os.fsync(fd)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full_error(err, directory, needed)
+        raise
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
 
 
 # -- fault injection --------------------------------------------------------------------------
@@ -283,23 +366,27 @@ def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` so that ``path`` holds either the old or the new content.
 
     The file gets the mode ``open()`` would give it (0666 less the umask). Stale temporaries of dead
-    processes in the same directory are removed first. Raises OSError as ``open()`` would.
+    processes in the same directory are removed first. Raises DiskFull on a full disk or quota, else
+    OSError as ``open()`` would.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    clean_stale(directory)
-    tmp, fd = _create_temp_file(directory, os.path.basename(path))
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        clean_stale(directory)
+        tmp, fd = _create_temp_file(directory, os.path.basename(path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         fault_step("file", path)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+        if is_disk_full(err) and not isinstance(err, DiskFull):
+            raise disk_full_error(err, os.path.abspath(path), len(data))
         raise
     _fsync_dir(directory)
 
@@ -370,29 +457,52 @@ class AtomicDirectory(object):
         recover(self.path)
         if os.path.exists(self.path) and not self.force:
             raise FileExistsError(self.path)
-        os.makedirs(parent, exist_ok=True)
-        clean_stale(parent)
-        for _ in range(100):
-            tmp = _temp_name(parent, os.path.basename(self.path), "tmp")
-            try:
-                os.mkdir(tmp, 0o777)  # the umask applies, as for os.mkdir()
-            except FileExistsError:
-                continue
-            self.tmp = tmp
-            return tmp
+        try:
+            os.makedirs(parent, exist_ok=True)
+            clean_stale(parent)
+            for _ in range(100):
+                tmp = _temp_name(parent, os.path.basename(self.path), "tmp")
+                try:
+                    os.mkdir(tmp, 0o777)  # the umask applies, as for os.mkdir()
+                except FileExistsError:
+                    continue
+                self.tmp = tmp
+                return tmp
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full_error(err, self.path)
+            raise
         raise FileExistsError(errno.EEXIST, "no free temporary name", self.path)
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
+            written = _tree_bytes(self.tmp)
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if is_disk_full(exc):  # one sentence naming the directory, instead of a library's traceback
+                raise disk_full_error(exc, self.path, written, at_least=True) from None
             return False
         try:
             _publish(self.tmp, self.path)
-        except BaseException:
+        except BaseException as err:
+            written = _tree_bytes(self.tmp)
             if os.path.lexists(self.tmp):
                 shutil.rmtree(self.tmp, ignore_errors=True)
+            if is_disk_full(err):
+                raise disk_full_error(err, self.path, written, at_least=True) from None
             raise
         return False
+
+
+def _tree_bytes(root):
+    """Bytes in the files under ``root`` (0 when it is gone)."""
+    total = 0
+    for here, _, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(here, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _publish(tmp, path):

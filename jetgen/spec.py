@@ -41,11 +41,34 @@ MAX_FACES = 1 << 22
 MAX_CLOUD_POINTS = 1 << 20  # per cloud, in any interface tensor
 # prior family -> its parameters, each a vector of latent_dim numbers (jetgen.runtime.priors does the maths)
 PRIOR_FAMILIES = {"gaussian": ("mean", "std"), "exponential": ("rate",), "uniform": ("low", "high")}
-# how each family's parameters must be ordered or signed, as (parameter, rule) for error messages
+# Semantic bounds: a trained decoder sees latents of a few units; a prior that draws beyond MAX_LATENT
+# (a std of 1e30) only gives saturated garbage, and a scale below MIN_SCALE is a point mass
+MAX_LATENT = 1e3
+MIN_SCALE = 1e-6
+MAX_OUTPUT = 1e4     # |value| of a declared output range (images in [0, 1], [-1, 1] or 0..255; clouds of unit size)
+MAX_SIGMA = 1e4      # a gaussian likelihood's sigma
+MAX_POINT_WEIGHT = 1e6  # model.points.loss_scale and prior_weight
+# how each family's parameters must be ordered, signed and bounded, for error messages
 _PRIOR_RULES = {
-    "gaussian": lambda p: None if min(p["std"]) > 0 else "a std that is not positive",
-    "exponential": lambda p: None if min(p["rate"]) > 0 else "a rate that is not positive",
-    "uniform": lambda p: None if all(lo < hi for lo, hi in zip(p["low"], p["high"])) else "low >= high somewhere",
+    "gaussian": lambda p: (
+        "a std that is not positive" if min(p["std"]) <= 0 else
+        "a std outside [{:g}, {:g}]".format(MIN_SCALE, MAX_LATENT) if not MIN_SCALE <= min(p["std"]) <= max(p["std"]) <= MAX_LATENT else
+        "a mean beyond +-{:g}".format(MAX_LATENT) if max(abs(v) for v in p["mean"]) > MAX_LATENT else None),
+    "exponential": lambda p: (
+        "a rate that is not positive" if min(p["rate"]) <= 0 else
+        "a rate outside [{:g}, {:g}]".format(1 / MAX_LATENT, 1 / MIN_SCALE)
+        if not 1 / MAX_LATENT <= min(p["rate"]) <= max(p["rate"]) <= 1 / MIN_SCALE else None),
+    "uniform": lambda p: (
+        "low >= high somewhere" if not all(lo < hi for lo, hi in zip(p["low"], p["high"])) else
+        "a bound beyond +-{:g}".format(MAX_LATENT) if max(abs(v) for v in p["low"] + p["high"]) > MAX_LATENT else None),
+}
+# the output range each likelihood allows: bernoulli outputs are probabilities
+_RANGE_RULES = {
+    "bernoulli": lambda lo, hi: None if 0.0 <= lo < hi <= 1.0 else "a bernoulli likelihood's outputs lie in [0, 1]",
+    "gaussian": lambda lo, hi: None if -MAX_OUTPUT <= lo < hi <= MAX_OUTPUT else
+    "a gaussian likelihood's outputs must lie within +-{:g}".format(MAX_OUTPUT),
+    "chamfer": lambda lo, hi: None if -MAX_OUTPUT <= lo < hi <= MAX_OUTPUT else
+    "point coordinates must lie within +-{:g}".format(MAX_OUTPUT),
 }
 
 
@@ -460,6 +483,14 @@ def _check_mixture(params, latent_dim):
                 for i, c in enumerate(covs)]
         if any(len(c) != latent_dim for c in covs):
             raise JetgenError("The manifest's gmm prior covariances must be {0} x {0} matrices.".format(latent_dim))
+    if max(abs(v) for m in means for v in m) > MAX_LATENT:
+        raise JetgenError("The manifest's gmm prior has a mean beyond +-{:g}; a decoder never saw such latents, "
+                          "re-export the bundle.".format(MAX_LATENT))
+    variances = [v for c in covs for v in c] if kind == "diag" else [c[i][i] for c in covs for i in range(latent_dim)]
+    off = [] if kind == "diag" else [abs(v) for c in covs for row in c for v in row]
+    if not all(MIN_SCALE ** 2 <= v <= MAX_LATENT ** 2 for v in variances) or any(v > MAX_LATENT ** 2 for v in off):
+        raise JetgenError("The manifest's gmm prior has a variance outside [{:g}, {:g}]; re-export the bundle.".format(
+            MIN_SCALE ** 2, MAX_LATENT ** 2))
     return {"family": "gmm", "params": {"covariance_type": kind, "weights": weights, "means": means,
                                         "covariances": covs}}
 
@@ -491,8 +522,9 @@ def _check_likelihood(model):
         raise JetgenError("The manifest's likelihood {!r} is unknown (known: {}).".format(
             _short(name), ", ".join(LIKELIHOODS)))
     sigma = lik.get("sigma")
-    if name == "gaussian" and not (_number(sigma) and sigma > 0):
-        raise JetgenError("The manifest's gaussian likelihood needs a positive sigma, not {!r}.".format(_short(sigma)))
+    if name == "gaussian" and not (_number(sigma) and 0 < sigma <= MAX_SIGMA):
+        raise JetgenError("The manifest's gaussian likelihood needs a sigma in (0, {:g}], not {!r}.".format(
+            MAX_SIGMA, _short(sigma)))
     return {"name": name, "sigma": float(sigma) if name == "gaussian" else None}
 
 
@@ -512,8 +544,9 @@ def _check_points(points, n_points):
                                                          out["patches"] * out["grid"] ** 2))
     for key in ("loss_scale", "prior_weight"):
         value = points.get(key)
-        if not _number(value) or value < 0:
-            raise JetgenError("The manifest's model.points.{} must be a number >= 0, not {!r}.".format(key, _short(value)))
+        if not _number(value) or not 0 <= value <= MAX_POINT_WEIGHT:
+            raise JetgenError("The manifest's model.points.{} must be a number from 0 to {:g}, not {!r}.".format(
+                key, MAX_POINT_WEIGHT, _short(value)))
         out[key] = float(value)
     faces = need(points, "faces", dict, "model.points.faces")
     name = check_file_name(faces.get("file"), "the faces")
@@ -542,6 +575,10 @@ def _check_model(model):
         raise JetgenError("The manifest's model.labels must be a list of strings.")
     if model["conditional"] and len(labels) < 1:
         raise JetgenError("The manifest says the model is conditional but lists no labels.")
+    if len(set(labels)) != len(labels) or any(not x.strip() or len(x) > 256 for x in labels):
+        repeated = sorted(set(x for x in labels if labels.count(x) > 1))[:3] if len(labels) <= 4096 else []
+        raise JetgenError("The manifest's model.labels must be distinct, non-empty names of at most 256 characters"
+                          "{}; re-export the bundle.".format(" ({} repeats)".format(_short(repeated)) if repeated else ""))
     model["labels"] = list(labels) if model["conditional"] else []
     output = dict(need(model, "output", dict, "model.output"))
     shape = need(output, "shape", list, "model.output.shape")
@@ -561,6 +598,10 @@ def _check_model(model):
         raise JetgenError("The manifest's model.output.range must be [low, high] with low < high.")
     model["output"] = output
     model["likelihood"] = _check_likelihood(model)
+    problem = _RANGE_RULES[model["likelihood"]["name"]](*output["range"])
+    if problem:  # the runtime checks outputs against this range: a huge one would switch that check off
+        raise JetgenError("The manifest's model.output.range {} does not fit its {} likelihood: {}; re-export the "
+                          "bundle.".format(_short(output["range"]), model["likelihood"]["name"], problem))
     model["prior"] = _check_prior(need(model, "prior", dict, "model.prior"), d)
     return model
 
@@ -672,8 +713,11 @@ def load_json(path, what="manifest"):
         raise JetgenError("Cannot read {}: {}; the {} is damaged, re-export the bundle.".format(path, err, what))
 
 
-def read_manifest(bundle_dir, full=True):
+def read_manifest(bundle_dir, full=True, key=None):
     """The checked manifest of the bundle directory ``bundle_dir``.
+
+    ``key`` (bytes, a key file's path, None for the file JETGEN_BUNDLE_KEY names, False for none): when
+    there is one, the bundle must carry a signature of this manifest under it (jetgen.signing).
 
     ``full`` checks the whole format (the runtime's needs); ``full=False`` only the format, version
     and each graph entry's file-level fields (``jetgen check`` accepts minimal hand-written
@@ -689,6 +733,10 @@ def read_manifest(bundle_dir, full=True):
         raise JetgenError("{} has no {}; it is not a jetgen bundle.".format(bundle_dir, MANIFEST))
     inside(bundle_dir, MANIFEST, "the manifest")
     manifest = load_json(path)
+    from jetgen import signing
+    secret = signing.resolve_key(key)
+    if secret is not None:  # origin before content: an unsigned or re-signed manifest is not even parsed further
+        signing.check_signature(bundle_dir, secret, manifest)
     if full:
         return check_manifest(manifest)
     check_format(manifest)

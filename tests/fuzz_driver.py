@@ -62,6 +62,11 @@ def check(case, stdout):
     if case["check"].get("must_refuse"):
         return case["check"]["must_refuse"]
     if kind == "info":
+        if case["check"].get("no_control"):  # a bundle's strings must never reach the terminal as control characters
+            bad = sorted(set(ch for ch in stdout if ch not in "\n\t" and (ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0
+                                                                           or 0x2028 <= ord(ch) <= 0x202e)))
+            if bad:
+                return "info printed control characters {!r}".format("".join(bad))
         return check_info(case["check"]["bundle"], stdout)
     if kind == "train":
         meta = os.path.join(case["check"]["run"], "checkpoint", "meta.json")

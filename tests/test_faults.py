@@ -405,6 +405,58 @@ def test_export_force_killed_at_each_step_never_leaves_a_wrong_bundle(server, re
     assert all(r["info_exit"] == 0 and not r["leftovers"] and not r["modes"] for r in rows), rows
 
 
+# -- SIGTERM: train and eval stop as after Ctrl-C (issue 22, item 2) --------------------------------
+def _start(argv, tmp_path):
+    env = dict(SERVER_ENV, PYTHONPATH=ROOT)
+    err = open(str(tmp_path / "stderr"), "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "jetgen.cli"] + argv, env=env, stdout=subprocess.PIPE,
+                            stderr=err, universal_newlines=True)
+    return proc, err
+
+
+def _wait_for(predicate, proc, limit=90):
+    import time
+    end = time.time() + limit
+    while time.time() < end and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sigterm_during_train_saves_a_checkpoint_and_exits_143(reference, tmp_path):
+    import signal
+    import time
+    run = str(tmp_path / "T")
+    proc, err = _start(TRAIN[:5] + ["200"] + TRAIN[6:] + ["--out", run], tmp_path)
+    # metrics.csv is written after the first epoch: the loop (and its signal handler) is running
+    assert _wait_for(lambda: os.path.isfile(os.path.join(run, "metrics.csv")), proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 143
+    err.seek(0)
+    text = err.read()
+    assert "Interrupted by SIGTERM" in text and "jetgen train --resume" in text and "Traceback" not in text, text
+    assert os.path.isfile(os.path.join(run, "checkpoint", "meta.json"))
+    assert not all_leftovers(run)
+
+
+def test_sigterm_during_eval_is_a_line_and_exit_143(reference, tmp_path):
+    import signal
+    proc, err = _start(["eval", reference["run"], "--iw-samples", "5000", "--out", str(tmp_path / "plots")], tmp_path)
+
+    def started():
+        err.seek(0)
+        return "eval:" in err.read()
+    assert _wait_for(started, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 143
+    err.seek(0)
+    text = err.read()
+    assert "interrupted by SIGTERM" in text and "Traceback" not in text, text
+    assert not os.path.exists(str(tmp_path / "plots" / "eval.json"))
+
+
 # -- report ----------------------------------------------------------------------------------------
 def report():
     import tempfile

@@ -1,6 +1,6 @@
 """Fuzzing the command line with a seeded mutation corpus (issue 8, "The suite that keeps it so").
 
-About 400 cases in five families, each a ``jetgen`` command on a mutated input:
+About 470 cases in six families, each a ``jetgen`` command on a mutated input:
 
 - ``manifest``: a small real bundle (tests/runtime_fixtures.py) whose manifest.json has one field
   deleted or retyped, huge numbers, NaN, deep nesting, bytes flipped or cut; run through ``info`` and ``sample``;
@@ -9,7 +9,11 @@ About 400 cases in five families, each a ``jetgen`` command on a mutated input:
 - ``idx``: MNIST-format files with changed dimensions, magic, labels, lengths, gzip streams, bombs; ``train``;
 - ``input``: PNG (IHDR fields, bit depths, colour types, pixel data, 16-bit, JPEG) and .npy (shapes,
   dtypes, header lengths, NaN) inputs to ``complete`` and ``interpolate``;
-- ``number``: out-of-range, huge, non-finite and malformed numbers for sample/interpolate/complete options.
+- ``number``: out-of-range, huge, non-finite and malformed numbers for sample/interpolate/complete options;
+- ``hostile`` (issue 22): manifest numbers that parse but make no sense (a prior std of 1e30, an output
+  range of +-1e30, duplicate labels), signed bundles (right key, another key, no signature, a manifest
+  edited after signing, a decoder rewritten with its sha256 fixed up), manifest names full of terminal
+  escapes and NUL for ``info``, latents of 1e39.
 
 Each case must end in a clean refusal (non-zero exit, one ``Error:`` sentence, no traceback) or a correct
 result (exit 0 and an output of the right shape, finite, in the declared range; for a valid input file,
@@ -564,7 +568,131 @@ def build_corpus(work, seed=SEED):
         run = os.path.join(d, "run")
         add("idx", what, ["train"] + TRAIN_ARGS + ["--data-dir", data_dir, "--out", run], d,
             {"kind": "train", "run": run}, [data_dir], timeout=TRAIN_TIMEOUT)
+
+    hostile_cases(work, base_bundle, add, case_dir, sample_case)
     return cases
+
+
+def hostile_cases(work, base_bundle, add, case_dir, sample_case):
+    """Issue 22's cases (built last and without the corpus's random stream, so the other families keep
+    their ids): manifest numbers outside sense, signed bundles with and without tampering, a manifest
+    name full of terminal escapes, latents that overflow float32."""
+    from jetgen import signing
+    key, other = os.path.join(work, "bundle.key"), os.path.join(work, "other.key")
+    signing.new_key(key)
+    signing.new_key(other)
+    cbase = os.path.join(work, "cbase.jetgen")
+    make_bundle(cbase, kind="cvae", n_labels=3, latent_dim=LATENT, shape=SHAPE)
+    refuse = "exit 0 on a bundle whose numbers make no sense"
+
+    def copy(source, change=None):
+        d = case_dir("hostile")
+        bundle = os.path.join(d, "b.jetgen")
+        shutil.copytree(source, bundle)
+        if change is not None:
+            mpath = os.path.join(bundle, "manifest.json")
+            with open(mpath) as handle:
+                manifest = json.load(handle)
+            change(manifest)
+            with open(mpath, "w") as handle:
+                json.dump(manifest, handle)
+        return d, bundle
+
+    def prior(key_, value):
+        return lambda m: m["model"]["prior"]["params"].__setitem__(key_, [value] * LATENT)
+    senseless = [
+        ("prior std 1e30", base_bundle, prior("std", 1e30)),
+        ("prior std 1e-30", base_bundle, prior("std", 1e-30)),
+        ("prior mean 1e30", base_bundle, prior("mean", 1e30)),
+        ("output range [-1e30, 1e30]", base_bundle, lambda m: m["model"]["output"].__setitem__("range", [-1e30, 1e30])),
+        ("bernoulli output range [0, 255]", base_bundle, lambda m: m["model"]["output"].__setitem__("range", [0, 255])),
+        ("gaussian sigma 1e30", base_bundle, lambda m: m["model"].__setitem__("likelihood", {"name": "gaussian",
+                                                                                            "sigma": 1e30})),
+        ("three labels all named '0'", cbase, lambda m: m["model"].__setitem__("labels", ["0", "0", "0"])),
+        ("an empty label name", cbase, lambda m: m["model"].__setitem__("labels", ["a", "", "c"])),
+    ]
+    for what, source, change in senseless:
+        for command in ("sample", "info"):
+            d, bundle = copy(source, change)
+            if command == "sample":
+                sample_case("hostile", what, bundle, d, extra=["--label", "0"] if source == cbase else [],
+                            must_refuse=refuse)
+            else:
+                add("hostile", what, ["info", bundle], d, {"kind": "info", "bundle": bundle, "must_refuse": refuse}, [d])
+
+    # signed bundles
+    def signed(change_files=None):
+        d, bundle = copy(base_bundle)
+        signing.sign(bundle, signing.read_key(key))
+        if change_files:
+            change_files(bundle)
+        return d, bundle
+
+    def consistent_tamper(bundle):  # another decoder of the same interface, its size and sha256 fixed in the manifest
+        other_dir = bundle + "-other"
+        make_bundle(other_dir, latent_dim=LATENT, shape=SHAPE, seed=7)
+        shutil.copyfile(os.path.join(other_dir, "decoder.onnx"), os.path.join(bundle, "decoder.onnx"))
+        shutil.rmtree(other_dir)
+        data = open(os.path.join(bundle, "decoder.onnx"), "rb").read()
+        mpath = os.path.join(bundle, "manifest.json")
+        manifest = json.load(open(mpath))
+        manifest["graphs"]["decoder"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        with open(mpath, "w") as handle:
+            json.dump(manifest, handle)
+
+    def renamed(bundle):
+        mpath = os.path.join(bundle, "manifest.json")
+        text = open(mpath).read().replace('"fixture"', '"renamed"')
+        with open(mpath, "w") as handle:
+            handle.write(text)
+
+    def unsigned(bundle):
+        os.unlink(os.path.join(bundle, signing.SIGNATURE))
+    not_origin = "exit 0 with --key on a bundle not signed with that key"
+    for what, change, with_key, ok in [
+            ("signed, right key", None, key, True),
+            ("signed, no key given", None, None, True),
+            ("signed, consistently tampered decoder, key", consistent_tamper, key, False),
+            ("signed, manifest edited after signing, key", renamed, key, False),
+            ("signed, signature removed, key", unsigned, key, False),
+            ("signed, another key", None, other, False)]:
+        for command in ("sample", "info", "interpolate"):
+            d, bundle = signed(change)
+            extra = ["--key", with_key] if with_key else []
+            if command == "sample":
+                sample_case("hostile", what, bundle, d, extra=extra, must_refuse=None if ok else not_origin)
+            elif command == "info":
+                add("hostile", what, ["info", bundle] + extra, d,
+                    {"kind": "info", "bundle": bundle, "must_refuse": None if ok else not_origin}, [d])
+            else:
+                out = os.path.join(d, "o.npy")
+                add("hostile", what, ["interpolate", bundle, "--from", "seed:1", "--to", "seed:2", "--steps", "3",
+                                      "--out", out] + extra, d,
+                    {"kind": "interpolate", "out": out, "shape": [3] + list(SHAPE),
+                     "must_refuse": None if ok else not_origin}, [d], [out])
+    d = case_dir("hostile")
+    add("hostile", "a key file of 10 bytes", ["sample", base_bundle, "--key", os.path.join(d, "short.key"), "--out",
+                                              os.path.join(d, "o.npy")], d,
+        {"kind": "sample", "must_refuse": "exit 0 with a key too short to be one"}, [d])
+    with open(os.path.join(d, "short.key"), "wb") as handle:
+        handle.write(b"0123456789")
+
+    # a name that would drive the terminal
+    for name in ("evil\x1b]0;owned\x07", "nul\x00here", "\x1b[2J\x1b[31mred", "bidi\u202eevil"):
+        d, bundle = copy(base_bundle, lambda m: m.__setitem__("name", name))
+        add("hostile", "manifest name {!r}".format(name), ["info", bundle], d,
+            {"kind": "info", "bundle": bundle, "no_control": True}, [d])
+
+    # latents that overflow float32, or lie far outside any prior
+    for what, value, dtype in (("latent 1e39 (float64)", 1e39, "<f8"), ("latent 1e30 (float32)", 1e30, "<f4"),
+                               ("latent -3e6", -3e6, "<f8")):
+        d = case_dir("hostile")
+        z = os.path.join(d, "z.npy")
+        np.save(z, np.full((1, LATENT), value, dtype=dtype))
+        out = os.path.join(d, "o.npy")
+        add("hostile", what, ["interpolate", base_bundle, "--from", z, "--to", "seed:1", "--steps", "3", "--out", out],
+            d, {"kind": "interpolate", "out": out, "shape": [3] + list(SHAPE),
+                "must_refuse": "exit 0 on latents beyond float32 or far outside the prior"}, [d], [out])
 
 
 # -- running -----------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from tests.runtime_fixtures import make_bundle
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # everything that runs on a Jetson (JetPack 4: Python 3.6); `make lint` checks the same list
 DEVICE_CODE = ["jetgen/runtime", "jetgen/spec.py", "jetgen/cli", "jetgen/bench", "jetgen/errors.py", "jetgen/atomic.py",
-               "jetgen/digest.py", "jetgen/__init__.py", "jetgen/doctor.py"]
+               "jetgen/digest.py", "jetgen/__init__.py", "jetgen/doctor.py",
+               "jetgen/signing.py"]
 DEVICE_CODE += ["jetgen/triton/python_model.py", "jetgen/triton/config.py"]  # run by Triton's Python on a board
 BLOCKED = ("torch", "torchvision", "sklearn", "matplotlib", "onnx", "onnxscript", "onnxslim", "safetensors",
            "scipy", "pandas", "tqdm")
@@ -91,7 +92,7 @@ def test_missing_onnxruntime_is_a_sentence(tmp_path):
 def test_runtime_and_spec_import_without_click():
     code = PROGRAM.split("sys.meta_path.insert")[0].replace("{blocked!r}", repr(("click", "torch", "onnx"))) + textwrap.dedent("""
         sys.meta_path.insert(0, Block())
-        import jetgen.spec
+        import jetgen.spec, jetgen.signing
         import jetgen.runtime
         import jetgen.runtime.model, jetgen.runtime.bundle, jetgen.runtime.images, jetgen.runtime.backends.ort
         import jetgen.runtime.backends.trt.session, jetgen.runtime.backends.trt.build

@@ -570,7 +570,7 @@ def test_a_request_that_waits_too_long_answers_503(bundles):
 def test_connections_beyond_the_cap_get_503_at_once(bundles):
     s = Served([bundles["vae"]])
     try:
-        s.server._connections = threading.BoundedSemaphore(1)  # the cap (64 in use) lowered to one
+        s.server.max_connections = 1  # the cap (64 in use) lowered to one
         idle = socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT)  # connected, sends nothing
         try:
             deadline = time.time() + TIMEOUT
@@ -662,4 +662,5 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c(bundles, monkeypatch):
     monkeypatch.setattr(server_module.JetgenServer, "serve_forever", interrupted)
     server_module.serve([bundles["vae"], bundles["vae"]], port=0, out=out, log=lambda line: None)
     text = out.getvalue()
-    assert text.startswith("Serving vae, vae-2 (ort backend) at http://127.0.0.1:") and text.endswith("Stopped.\n")
+    assert text.startswith("Serving vae, vae-2 (ort backend) at http://127.0.0.1:")
+    assert text.endswith("Stopped (SIGINT): no longer listening, jobs cancelled, models closed.\n")

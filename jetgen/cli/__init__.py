@@ -29,6 +29,7 @@ COMMANDS = {
     "doctor": ("jetgen.cli.doctor:doctor", "Show what this machine is, what jetgen can do here, what to install."),
     "verify": ("jetgen.cli.verify:verify", "Check a bundle's graphs here against its golden vectors."),
     "triton": ("jetgen.cli.triton:triton", "Write a bundle as an NVIDIA Triton Inference Server model repository."),
+    "sign": ("jetgen.cli.sign:sign", "Sign a bundle with a shared key, so boards holding it accept it."),
 }
 
 
@@ -63,6 +64,12 @@ class LazyGroup(click.Group):
             return super(LazyGroup, self).invoke(ctx)
         except JetgenError as err:
             click.echo("Error: {}".format(err), err=True)
+            sys.exit(1)
+        except OSError as err:  # a full disk that no writer turned into its own sentence
+            from jetgen.atomic import disk_full_error, is_disk_full
+            if not is_disk_full(err):
+                raise
+            click.echo("Error: {}".format(disk_full_error(err, err.filename or "the output")), err=True)
             sys.exit(1)
 
 

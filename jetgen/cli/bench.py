@@ -3,6 +3,7 @@ import click
 
 from jetgen.atomic import atomic_write_json, atomic_write_text
 from jetgen.bench import report, run
+from jetgen.cli.options import key_option
 from jetgen.cli.output import cell, emit_json, table
 from jetgen.errors import JetgenError
 from jetgen.runtime import backends as runtime_backends
@@ -34,6 +35,7 @@ def format_table(result):
 
 @click.command("bench")
 @click.argument("bundle", type=click.Path())
+@key_option
 @click.option("--backend", "backends", default="torch,onnxruntime,ort", show_default=True,
               help="Comma-separated: torch (eager reference), onnxruntime (a bare ONNX Runtime session), "
                    "ort and trt (jetgen's runtime). Each runs in its own process.")

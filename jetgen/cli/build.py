@@ -15,6 +15,7 @@ import os
 
 import click
 
+from jetgen.cli.options import key_option
 from jetgen.cli.output import emit_json, human_size, table
 from jetgen.errors import JetgenError
 from jetgen.runtime.bundle import Bundle
@@ -70,6 +71,7 @@ def verify_engine(opened, name, result, workspace_mb):
 
 @click.command("build")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@key_option
 @click.option("--precision", type=click.Choice(PRECISIONS + ("auto",)), default="auto", show_default=True,
               help="Engine precision; auto picks int8 for QDQ graphs, else fp16 where the GPU has it.")
 @click.option("--graph", "which", type=click.Choice(GRAPHS + ("all",)), default="all", show_default=True,

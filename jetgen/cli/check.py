@@ -4,6 +4,7 @@ Exit status 0 when deployable (no errors), 1 when not or when the input is unusa
 """
 import click
 
+from jetgen.cli.options import key_option
 from jetgen.cli.output import emit_json
 from jetgen.export.check import check_model, format_table, verdict
 from jetgen.runtime.targets import TARGETS
@@ -12,6 +13,7 @@ from jetgen.spec import PRECISIONS
 
 @click.command("check")
 @click.argument("model", type=click.Path())
+@key_option
 @click.option("--target", "-t", required=True, type=click.Choice(sorted(TARGETS)),
               help="Board to check against (see jetgen.runtime.targets).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,

@@ -1,5 +1,8 @@
 """``jetgen eval RUN``: numbers as a table (or JSON with --json) and pictures in RUN/plots/."""
+import contextlib
 import json
+import signal
+import sys
 
 import click
 
@@ -54,13 +57,42 @@ def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps, max_sh
     """
     from jetgen.train.evaluate import INFERENCE_STEPS, evaluate_run
 
-    result = evaluate_run(run, iw_samples=iw_samples, pictures=not no_pictures, out_dir=out_dir, seed=seed,
-                          inference_steps=INFERENCE_STEPS if steps is None else steps,
-                          progress=None if quiet else report_phase, max_shapes=max_shapes)
+    with stopped_by_signals() as caught:
+        try:
+            result = evaluate_run(run, iw_samples=iw_samples, pictures=not no_pictures, out_dir=out_dir, seed=seed,
+                                  inference_steps=INFERENCE_STEPS if steps is None else steps,
+                                  progress=None if quiet else report_phase, max_shapes=max_shapes)
+        except KeyboardInterrupt:
+            signum = caught[0] if caught else signal.SIGINT
+            click.echo("\neval: interrupted by {}; no numbers were written (eval.json is written last, whole)."
+                       .format(signal.Signals(signum).name), err=True)
+            sys.exit(128 + signum)  # 130 after Ctrl-C, 143 after SIGTERM
     if as_json:
         click.echo(json.dumps({k: result[k] for k in JSON_KEYS if k in result}, indent=2))
         return
     click.echo(format_table(result))
+
+
+@contextlib.contextmanager
+def stopped_by_signals():
+    """SIGTERM (a service manager's or job scheduler's stop) interrupts as Ctrl-C does; yields the list of
+    signals caught."""
+    caught = []
+
+    def handle(signum, frame):
+        caught.append(signum)
+        raise KeyboardInterrupt()
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handle)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield caught
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def report_phase(name, seconds):

@@ -50,11 +50,19 @@ INT64_NOTE = ("{} shape tensors are INT64 (ONNX's type for shapes and indices); 
 @click.option("--spec", "spec_path", type=click.Path(), help="JSON file holding these options (snake_case keys).")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing bundle at --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and check report as JSON.")
-def export(run, as_json, spec_path, **options):
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False), metavar="KEYFILE",
+              help="Sign the bundle with this key file (as jetgen sign does).")
+def export(run, as_json, spec_path, sign_key, **options):
     """Export the trained RUN directory, or your own model (--module, --weights), to a bundle for a board."""
+    from jetgen import signing
+
     log = (lambda message: None) if as_json else (lambda message: click.echo(message, err=True))
     started = time.time()
-    manifest, out = _export(run, spec_path, options, log)
+    key = signing.read_key(sign_key) if sign_key else None  # a bad key file fails before minutes of export
+    with signing.unchecked():  # the bundle being made is not signed yet: JETGEN_BUNDLE_KEY does not apply to it
+        manifest, out = _export(run, spec_path, options, log)
+        if key is not None:
+            log("signed with key {} ({})".format(signing.key_id(key), signing.sign(out, key)))
     seconds = time.time() - started
     report = manifest.check
     if as_json:

@@ -9,7 +9,8 @@ import json
 import click
 import numpy as np
 
-from jetgen.cli.output import emit_json, human_size, key_values, table
+from jetgen.cli.options import key_option
+from jetgen.cli.output import emit_json, human_size, key_values, printable, table
 from jetgen.errors import JetgenError
 from jetgen.runtime.bundle import describe
 
@@ -130,6 +131,7 @@ def format_info(info):
 
 @click.command()
 @click.argument("bundle", type=click.Path())
+@key_option
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON instead of text.")
 def info(bundle, as_json):
     """Show what BUNDLE holds, where it came from, and which engines were built for it."""
@@ -137,6 +139,6 @@ def info(bundle, as_json):
     if as_json:
         emit_json(data)
     else:
-        click.echo(format_info(data))
+        click.echo(printable(format_info(data)))  # a manifest's strings never reach the terminal raw
     if any(g["check"] != "ok" for g in data["graphs"].values()):
         raise JetgenError("Some graph files do not match the manifest (see above); copy the bundle again.")

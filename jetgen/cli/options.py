@@ -12,8 +12,36 @@ from jetgen.spec import PRECISIONS
 MAX_THREADS = 256  # more CPU threads than any board has; larger requests are refused, not tried
 
 
+def _use_key(ctx, param, value):
+    """--key KEYFILE: checked now, then required of every bundle this command opens (through
+    JETGEN_BUNDLE_KEY, which jetgen.spec.read_manifest reads, so worker processes inherit it)."""
+    if value is None:
+        return None
+    from jetgen.signing import KEY_ENV, read_key
+
+    read_key(value)
+    previous = os.environ.get(KEY_ENV)
+    os.environ[KEY_ENV] = os.path.abspath(value)
+
+    def restore():
+        if previous is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = previous
+    ctx.call_on_close(restore)
+    return value
+
+
+def key_option(func):
+    """--key KEYFILE: refuse bundles not signed under this key (docs/bundle.md, "Signed bundles")."""
+    return click.option("--key", type=click.Path(dir_okay=False), default=None, expose_value=False,
+                        callback=_use_key, metavar="KEYFILE",
+                        help="Refuse bundles not signed with this key file (also: JETGEN_BUNDLE_KEY=KEYFILE).")(func)
+
+
 def backend_options(func):
-    """--backend, --precision, --device, --threads: how graphs run."""
+    """--backend, --precision, --device, --threads: how graphs run; and --key (every command that runs
+    graphs opens a bundle)."""
     options = [
         click.option("--backend", type=click.Choice(backends.names()), default=backends.DEFAULT, show_default=True,
                      help=", ".join("{}: {}".format(n, backends.get(n)["title"]) for n in backends.names()) + "."),
@@ -24,7 +52,7 @@ def backend_options(func):
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return key_option(func)
 
 
 def open_model(bundle, backend, precision, device, threads):

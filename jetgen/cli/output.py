@@ -41,3 +41,17 @@ def key_values(pairs):
 
 def emit_json(obj):
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def printable(text):
+    """``text`` with every control or format character (escape sequences, NUL, bidi overrides) shown as
+    an escape such as ``\\x1b``, so a bundle's own strings cannot drive the terminal; newlines and tabs stay."""
+    import unicodedata
+
+    def show(ch):
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            return ch
+        code = ord(ch)
+        return "\\x{:02x}".format(code) if code < 0x100 else "\\u{:04x}".format(code) if code < 0x10000 else \
+            "\\U{:08x}".format(code)
+    return "".join(show(ch) for ch in text)

@@ -138,4 +138,4 @@ def train(ctx, model, **options):
         run_training(config, resume=resume)
     except TrainingInterrupted as err:
         click.echo(str(err), err=True)
-        sys.exit(130)
+        sys.exit(128 + err.signum)  # 130 after Ctrl-C, 143 after SIGTERM

@@ -32,14 +32,17 @@ class Bundle(object):
         self.verified = {}
 
     @classmethod
-    def open(cls, path, verify=True):
+    def open(cls, path, verify=True, key=None):
         """Read and check ``path/manifest.json``; with ``verify`` also hash every graph file.
 
+        ``key``: as for ``jetgen.spec.read_manifest`` (bytes, a key file, None for JETGEN_BUNDLE_KEY's,
+        False for none); with one, a bundle not signed under it is refused.
         Raises JetgenError for a missing directory or manifest, unreadable JSON, any manifest rule
-        broken, a missing graph file, or a size or sha256 that differs from the manifest.
+        broken, a signature that does not verify, a missing graph file, or a size or sha256 that
+        differs from the manifest.
         """
         path = os.path.abspath(os.fspath(path))
-        bundle = cls(path, spec.read_manifest(path))
+        bundle = cls(path, spec.read_manifest(path, key=key))
         if verify:
             for name in bundle.graph_names():
                 bundle.verify(name)

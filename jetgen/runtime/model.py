@@ -63,6 +63,9 @@ class Completion(object):
             float(np.mean(self.loss)) if self.loss is not None and len(self.loss) else float("nan"))
 
 
+MAX_LATENT_INPUT = 1e6  # |z| given to decode/interpolate/complete; float32 overflows at 3.4e38
+
+
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -169,16 +172,18 @@ class Model(object):
             "x".join(str(s) for s in self.output_shape), self.backend, self.precision)
 
     @classmethod
-    def open(cls, bundle, backend=backends.DEFAULT, precision=None, device=None, **backend_options):
+    def open(cls, bundle, backend=backends.DEFAULT, precision=None, device=None, key=None, **backend_options):
         """Open a bundle directory: check its manifest and every graph's size and sha256.
 
         ``backend`` a name in jetgen.runtime.backends (ort: ONNX Runtime, trt: TensorRT); ``precision``
-        defaults to the backend's choice, else the bundle's;
+        defaults to the backend's choice, else the bundle's; ``key`` (bytes or a key file's path; default:
+        the file JETGEN_BUNDLE_KEY names) refuses a bundle not signed under it (jetgen.signing);
         ``device`` and ``backend_options`` go to the backend (see jetgen.runtime.backends.ort).
-        Raises JetgenError when the bundle is missing, damaged or of an unknown format.
+        Raises JetgenError when the bundle is missing, damaged, unsigned while a key is given, or of an
+        unknown format.
         """
         if not isinstance(bundle, Bundle):
-            bundle = Bundle.open(bundle, verify=True)
+            bundle = Bundle.open(bundle, verify=True, key=key)
         if cls is Model and bundle.model.get("points") is not None:  # point clouds: jetgen.runtime.points
             from jetgen.runtime.points import PointModel
 
@@ -287,6 +292,11 @@ class Model(object):
         if labels is None:
             raise JetgenError("This model is conditional: give labels (integers 0 to {}, or names {}).".format(
                 k - 1, ", ".join(self.labels)))
+        if isinstance(labels, (bool, np.bool_)) or (isinstance(labels, (list, tuple)) and any(
+                isinstance(v, (bool, np.bool_)) or (isinstance(v, (list, tuple)) and any(
+                    isinstance(u, (bool, np.bool_)) for u in v)) for v in labels)):  # True is an int: never label 1
+            raise JetgenError("Labels are integers 0 to {} or names ({}), not true or false.".format(
+                k - 1, ", ".join(self.labels[:10])))
         if _is_int(labels) and 0 <= labels < k:  # the common case, without building arrays
             return np.repeat(self._eye[labels:labels + 1], n, axis=0), np.full(n, int(labels), dtype=np.int64)
         if isinstance(labels, (list, tuple)) and labels and all(_is_int(v) for v in labels):
@@ -336,6 +346,10 @@ class Model(object):
 
     def _latents(self, z):
         arr = _float_array(z, "latent")
+        if arr.size and float(np.abs(arr).max()) > MAX_LATENT_INPUT:  # 1e39 is valid JSON but overflows float32
+            raise JetgenError("The latent holds values up to {:.3g}; latents must lie within +-{:g} (this model's "
+                              "prior draws lie within about +-{:.3g}).".format(float(np.abs(arr).max()), MAX_LATENT_INPUT,
+                                                                              self._prior_reach()))
         if arr.ndim == 2 and arr.shape[1] == self._latent_dim:  # the usual (n, D) batch
             return arr
         if arr.ndim == 1:
@@ -344,6 +358,25 @@ class Model(object):
             raise JetgenError("Latents must have {} values each (shape (n, {})), not shape {}.".format(
                 self.latent_dim, self.latent_dim, tuple(np.shape(z))))
         return arr
+
+    def _prior_reach(self):
+        """About the largest |z| the prior draws (6 standard deviations, or its bounds), from the manifest."""
+        reach = getattr(self, "_reach", None)
+        if reach is None:
+            p = self.bundle.model["prior"]["params"]
+            family = self.bundle.model["prior"]["family"]
+            if family == "gaussian":
+                reach = max(abs(m) + 6 * s for m, s in zip(p["mean"], p["std"]))
+            elif family == "exponential":
+                reach = 40.0 / min(p["rate"])  # -log(U) of a float64 uniform stays below 40
+            elif family == "uniform":
+                reach = max(abs(v) for v in p["low"] + p["high"])
+            else:  # gmm
+                spread = [v for c in p["covariances"] for v in (c if p["covariance_type"] == "diag" else
+                                                                [row[i] for i, row in enumerate(c)])]
+                reach = max(abs(v) for m in p["means"] for v in m) + 6 * max(spread) ** 0.5
+            self._reach = reach = max(float(reach), 1.0)
+        return reach
 
     def _label_rows(self, labels, n):
         """(n, K) float32 one-hot rows, or None for an unconditional model: ``label_matrix`` without
@@ -419,6 +452,11 @@ class Model(object):
             x = run_in_chunks(lambda chunk: run(chunk, False), feeds, bmin, bmax)["x"]
         if not _in_range(x, *self._checked_range):  # NaN, infinity or outside the declared range
             lo, hi = self._out_range
+            reach = float(np.abs(z).max()) if z.size else 0.0
+            if reach > 10 * self._prior_reach():  # the caller's latents, not the bundle, are the cause
+                raise JetgenError("The decoder's outputs left its declared range [{:g}, {:g}] because the latents lie "
+                                  "far outside the prior (values up to {:.3g}; prior draws lie within about +-{:.3g}); "
+                                  "give latents nearer the prior.".format(lo, hi, reach, self._prior_reach()))
             raise JetgenError("The decoder graph returned values outside its declared range [{:g}, {:g}] (from {} to "
                               "{}, at {} precision); the graph or its engine is broken: run jetgen verify.".format(
                                   lo, hi, x.min(), x.max(), self.precision))

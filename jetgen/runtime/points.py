@@ -31,6 +31,9 @@ COMPLETE_LR = 5e-2
 NPY_HEADER_SLACK = 4096  # a faces.npy is its header (< 4 kB) plus 12 bytes per face
 
 
+MAX_COORDINATE = 1e4  # |x|, |y|, |z| of an input point (shapes are normalised to about unit size; spec.MAX_OUTPUT)
+
+
 def _cloud(value, what):
     """One cloud as float32 (P, 3): JetgenError when it is empty, not (P, 3), too large or not finite."""
     try:
@@ -47,6 +50,11 @@ def _cloud(value, what):
             what, len(arr), MAX_CLOUD_POINTS))
     if not np.isfinite(arr).all():
         raise JetgenError("The {} holds NaN or infinite coordinates; remove those points.".format(what))
+    reach = float(np.abs(arr).max())
+    if reach > MAX_COORDINATE:  # squared distances would overflow float32 in the Chamfer term
+        raise JetgenError("The {} has coordinates up to {:.3g}; this model's shapes are of unit size (at most {:g} "
+                          "is accepted): scale the cloud to the size of the shapes it was trained on.".format(
+                              what, reach, MAX_COORDINATE))
     return arr
 
 

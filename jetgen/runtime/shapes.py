@@ -220,8 +220,8 @@ def _parse_ply_header(handle, path):
                 raise JetgenError("{} has an element count {!r} that is not a number.".format(path, words[2]))
             elements.append((words[1], int(words[2]), []))
         elif words[0] == "property" and elements:
-            if len(words) == 5 and words[1] == "list":
-                elements[-1][2].append((words[4], None))
+            if len(words) == 5 and words[1] == "list" and words[2] in PLY_TYPES and words[3] in PLY_TYPES:
+                elements[-1][2].append((words[4], None, (PLY_TYPES[words[2]], PLY_TYPES[words[3]])))
             elif len(words) == 3 and words[1] in PLY_TYPES:
                 elements[-1][2].append((words[2], PLY_TYPES[words[1]]))
             else:
@@ -251,8 +251,9 @@ def _read_ply(path, max_points):
             raise JetgenError("{} has list properties before or inside its vertices; this reader needs the "
                               "vertices first (re-save it with vertices as the first element).".format(path))
         order = PLY_FORMATS[fmt]
+        after = elements[names.index("vertex") + 1:]
         if order is None:
-            return _read_ply_ascii(path, handle, start, size, before, count, columns)
+            return _read_ply_ascii(path, handle, start, size, before, count, columns, after)
         skip = sum(e[1] * sum(np.dtype(p[1]).itemsize for p in e[2]) for e in before)
         row = np.dtype([(name, order + kind) for name, kind in props])
         need = start + skip + count * row.itemsize
@@ -261,10 +262,47 @@ def _read_ply(path, max_points):
                               "bytes.".format(path, count, need, size))
         handle.seek(start + skip)
         data = np.frombuffer(handle.read(count * row.itemsize), dtype=row, count=count)
+        end = _binary_elements_end(path, handle, need, size, order, after)
+    if end != size:  # more bytes than the header accounts for: its counts are not the file's
+        raise JetgenError("{} holds {} bytes after what its header declares ({} points{}); the header's counts are "
+                          "wrong, so the file is refused (re-save it).".format(
+                              path, size - end, count, "".join(", {} {}s".format(e[1], e[0]) for e in after)))
     return np.stack([data["x"], data["y"], data["z"]], 1).astype(np.float32)
 
 
-def _read_ply_ascii(path, handle, start, size, before, count, columns):
+def _binary_elements_end(path, handle, pos, size, order, elements):
+    """The offset where the binary ``elements`` after the vertices end, reading only list lengths;
+    JetgenError when the file ends before them (a face list cut short)."""
+    for name, count, props in elements:
+        fixed = [p for p in props if p[1] is not None]
+        lists = [p for p in props if p[1] is None]
+        if not lists:
+            pos += count * sum(np.dtype(p[1]).itemsize for p in fixed)
+        else:
+            if len(props) != 1:
+                raise JetgenError("{} has a {} element mixing lists and other properties; this reader takes one "
+                                  "list per element (re-save it).".format(path, name))
+            length_type, item_type = (np.dtype(order + t) for t in lists[0][2])
+            item, width = item_type.itemsize, length_type.itemsize
+            big, signed = length_type.byteorder == ">", length_type.kind == "i"
+            handle.seek(pos)
+            blob = handle.read(size - pos)
+            at = 0
+            for _ in range(count):
+                if at + width > len(blob):
+                    at = len(blob) + 1
+                    break
+                n = blob[at] if width == 1 and not signed else int.from_bytes(
+                    blob[at:at + width], "big" if big else "little", signed=signed)
+                at += width + n * item
+            pos += at
+        if pos > size:
+            raise JetgenError("{} is truncated: its {} list ({} declared) ends past the end of the file.".format(
+                path, name, count))
+    return pos
+
+
+def _read_ply_ascii(path, handle, start, size, before, count, columns, after=()):
     skip_lines = sum(e[1] for e in before)
     # every ascii vertex needs at least "0 0 0\n": a count the file cannot hold is refused unread
     if 6 * (count + skip_lines) > size - start:
@@ -287,6 +325,14 @@ def _read_ply_ascii(path, handle, start, size, before, count, columns):
         raise JetgenError("{} has vertex lines that are not {} numbers each.".format(path, len(columns)))
     if rows.ndim != 2 or rows.shape[1] != len(columns):
         raise JetgenError("{} has vertex lines that are not {} numbers each.".format(path, len(columns)))
+    rest = [ln.split() for ln in handle.read(size).decode("ascii", "replace").splitlines() if ln.strip()]
+    declared = sum(e[1] for e in after)
+    short = any(not words or not words[0].isdigit() or int(words[0]) != len(words) - 1 for words in rest) if any(
+        p[1] is None for e in after for p in e[2]) else False
+    if len(rest) != declared or short:
+        raise JetgenError("{} holds {} lines after its {} points where its header declares {}{}; the header's counts "
+                          "are wrong or the file is cut short, so it is refused (re-save it).".format(
+                              path, len(rest), count, declared, " (a list line with the wrong count)" if short else ""))
     idx = [columns.index(a) for a in ("x", "y", "z")]
     return rows[:, idx].astype(np.float32)
 

@@ -69,6 +69,13 @@ def _fields(body, allowed):
     return body
 
 
+def _labels_fit(slot, body):
+    """The body, after refusing ``labels`` for a model that is not conditional (docs/serve.md: never ignored)."""
+    if body.get("labels") is not None and not slot.model.conditional:
+        raise ApiError(400, "This model is not conditional; do not give labels (model {}).".format(slot.name))
+    return body
+
+
 def _at_most(value, limit, what):
     """400 when an integer ``value`` is above the server's ``limit``; other types go on to the runtime's checks."""
     if isinstance(value, int) and not isinstance(value, bool) and value > limit:
@@ -211,6 +218,7 @@ class ModelSlot(object):
         self.mean_s = 0.05        # running mean of one turn, for Retry-After
         self.card = None
         self._directions = None
+        self.closing = False      # set when the server stops: no new turn starts
 
     def reserve(self):
         """Take a place in the queue; 429 with Retry-After when it is full."""
@@ -230,6 +238,9 @@ class ModelSlot(object):
         if not self.lock.acquire(timeout=max(0.0, timeout)):
             raise ApiError(503, "Model {} stayed busy for {:.0f} s; try again later.".format(self.name, timeout),
                            {"Retry-After": str(max(1, int(math.ceil(self.pending * self.mean_s))))})
+        if self.closing:
+            self.lock.release()
+            raise ApiError(503, "The server is stopping; try again when it is back.")
         return time.monotonic()
 
     def done(self, started):
@@ -354,6 +365,23 @@ class Api(object):
         for slot in self.slots.values():
             slot.model.close()
 
+    def stop(self, grace):
+        """Cancel every job, wait up to ``grace`` seconds for each model's running inference to end,
+        and close the sessions of the models that became idle (their turn is then held for good, so no
+        request starts another). Returns how many models were still busy and were left open."""
+        for slot in self.slots.values():
+            slot.closing = True
+        with self._jobs_lock:
+            for job in self.jobs.values():
+                job.cancelled = True
+        deadline, busy = time.monotonic() + grace, 0
+        for slot in self.slots.values():
+            if slot.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                slot.model.close()
+            else:
+                busy += 1
+        return busy
+
     # -- helpers ---------------------------------------------------------------------------------
     def slot(self, name):
         if name not in self.slots:
@@ -415,7 +443,7 @@ class Api(object):
 
     def sample(self, name, body):
         slot = self.slot(name)
-        body = _fields(body, ("n", "labels", "temperature", "seed"))
+        body = _labels_fit(slot, _fields(body, ("n", "labels", "temperature", "seed")))
         points = shapes_api.is_points(slot.model)
         n = _at_most(body.get("n", 16), shapes_api.MAX_SHAPES if points else MAX_SAMPLES, "n")
         labels, temperature = body.get("labels"), body.get("temperature", 1.0)
@@ -435,7 +463,7 @@ class Api(object):
 
     def decode(self, name, body):
         slot = self.slot(name)
-        body = _fields(body, ("z", "labels", "project"))
+        body = _labels_fit(slot, _fields(body, ("z", "labels", "project")))
         if "z" not in body:
             raise ApiError(400, "Give z: a latent of {} numbers or a list of them.".format(slot.model.latent_dim))
         points = shapes_api.is_points(slot.model)
@@ -474,7 +502,7 @@ class Api(object):
 
     def interpolate(self, name, body):
         slot = self.slot(name)
-        body = _fields(body, ("a", "b", "steps", "mode", "labels", "seed"))
+        body = _labels_fit(slot, _fields(body, ("a", "b", "steps", "mode", "labels", "seed")))
         steps = _at_most(body.get("steps", 8), MAX_PATH_STEPS, "steps")
         mode, labels, seed = body.get("mode", "linear"), body.get("labels"), body.get("seed", 0)
         if shapes_api.is_points(slot.model):
@@ -756,6 +784,10 @@ class Api(object):
         return self.job(job_id).snapshot(since)
 
     def cancel(self, job_id):
+        """Ask a job to stop; ``cancelled`` is false (and the state final) for a job that had already ended."""
         job = self.job(job_id)
-        job.cancelled = True  # the job's thread stops at its next step (or as soon as it gets the model)
-        return {"job": job.id, "state": job.state, "cancelled": True}
+        with job.cond:
+            if job.over:
+                return {"job": job.id, "state": job.state, "cancelled": False}
+            job.cancelled = True  # the job's thread stops at its next step (or as soon as it gets the model)
+            return {"job": job.id, "state": job.state, "cancelled": True}

@@ -12,6 +12,7 @@ Standard library (``http.server`` with ``socketserver.ThreadingMixIn``: Threadin
 and numpy through the API; Python 3.6 compatible.
 """
 import hmac
+import io
 import ipaddress
 import json
 import os
@@ -32,7 +33,10 @@ from jetgen.serve.api import Api, ApiError
 
 MAX_BODY = 2 * 1024 * 1024   # bytes of one request body (a 28x28 PNG is ~1 kB; a raw 3x64x64 array ~250 kB)
 MAX_CONNECTIONS = 64         # connections handled at once; more get 503 at once
+MAX_PER_CLIENT = 16          # of those, from one address: a slow client cannot take every slot (a page uses ~4)
 READ_TIMEOUT_S = 15.0        # a client that stops sending for this long is dropped
+REQUEST_DEADLINE_S = 20.0    # the whole request (line, headers and body) must arrive within this; then dropped
+STOP_GRACE_S = 10.0          # on SIGTERM/SIGINT, how long running inferences may take to end
 DRAIN_LIMIT = 16 * 1024 * 1024  # bytes of a refused body read and dropped before answering 413
 DRAIN_TIMEOUT_S = 2.0
 EVENT_PING_S = 10.0          # an idle event stream sends a comment this often
@@ -141,6 +145,29 @@ def check_token(token):
     return token
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's receiving side with one deadline for the whole request: each receive may wait
+    at most until ``handler.deadline`` (and READ_TIMEOUT_S), so trickling a byte now and then does not
+    keep a slot; past the deadline a read raises socket.timeout."""
+
+    def __init__(self, sock, handler):
+        io.RawIOBase.__init__(self)
+        self._sock, self._handler = sock, handler
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        left = self._handler.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the request did not arrive within its deadline")
+        self._sock.settimeout(min(READ_TIMEOUT_S, left))
+        try:
+            return self._sock.recv_into(buf)
+        finally:
+            self._sock.settimeout(READ_TIMEOUT_S)  # answers are sent under the ordinary timeout
+
+
 class Handler(BaseHTTPRequestHandler):
     """One connection's requests: static files, the API, errors as JSON sentences, one log line each."""
 
@@ -156,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         BaseHTTPRequestHandler.setup(self)
         self._started = time.monotonic()
+        self.deadline = self._started + self.server.request_deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self), 65536)
         self._status = None
         self._sent = False
         self._logged = False
@@ -192,6 +221,16 @@ class Handler(BaseHTTPRequestHandler):
         self._headers(status, "application/json; charset=utf-8", len(data), extra)
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def parse_request(self):
+        """http.server's parser, after refusing at once a request line without a method, a path and a
+        version (HTTP/0.9's ``GET /`` would otherwise wait for headers that never come)."""
+        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split()
+        if len(words) != 3:
+            self.command, self.request_version, self.requestline = None, "HTTP/1.0", "-"
+            self.send_error(400)
+            return False
+        return BaseHTTPRequestHandler.parse_request(self)
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (malformed request line, unsupported method) as JSON sentences."""
@@ -312,7 +351,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(411, "Send the body with a Content-Length, not chunked.")
         length = self.headers.get("Content-Length")
-        if length is None or not length.strip().isdigit():
+        if length is None or not re.match(r"^[0-9]{1,15}$", length.strip(" \t")):  # ASCII digits ("²".isdigit())
             self.close_connection = True
             raise ApiError(411, "Send the body with a Content-Length header.")
         length = int(length)
@@ -324,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
             data = self.rfile.read(length)
         except socket.timeout:
             self.close_connection = True
-            raise ApiError(408, "The body did not arrive within {:.0f} s.".format(READ_TIMEOUT_S))
+            raise ApiError(408, "The body did not arrive within {:.0f} s.".format(self.server.request_deadline))
         if len(data) != length:
             self.close_connection = True
             raise ApiError(400, "The body ended after {} of {} bytes.".format(len(data), length))
@@ -439,11 +478,38 @@ class JetgenServer(socketserver.ThreadingMixIn, HTTPServer):
     allow_reuse_address = True
     request_queue_size = 32
 
-    def __init__(self, address, family, log):
+    def __init__(self, address, family, log, max_connections=MAX_CONNECTIONS, max_per_client=MAX_PER_CLIENT,
+                 request_deadline=REQUEST_DEADLINE_S):
         self.address_family = family
         self.log = log
-        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.max_connections, self.max_per_client = int(max_connections), int(max_per_client)
+        self.request_deadline = float(request_deadline)
+        self._count_lock = threading.Lock()
+        self._per_client = {}    # client address -> connections being handled
         HTTPServer.__init__(self, address, Handler)
+
+    def active_connections(self):
+        """{client address: connections being handled}: empty when every slot is free."""
+        with self._count_lock:
+            return dict(self._per_client)
+
+    def _take_slot(self, client):
+        """Count a connection from ``client``; None when taken, else the sentence of the 503."""
+        with self._count_lock:
+            if sum(self._per_client.values()) >= self.max_connections:
+                return "This server is handling too many connections; try again in a moment."
+            if self._per_client.get(client, 0) >= self.max_per_client:
+                return "This server is handling too many connections from your address; close some first."
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+        return None
+
+    def _free_slot(self, client):
+        with self._count_lock:
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
 
     def server_bind(self):
         # HTTPServer.server_bind looks up the host's name (socket.getfqdn), which can stall without DNS
@@ -451,8 +517,9 @@ class JetgenServer(socketserver.ThreadingMixIn, HTTPServer):
         self.server_name, self.server_port = self.server_address[0], self.server_address[1]
 
     def process_request(self, request, client_address):
-        if not self._connections.acquire(blocking=False):
-            body = b'{"error":"This server is handling too many connections; try again in a moment."}'
+        refused = self._take_slot(client_address[0])
+        if refused is not None:
+            body = json.dumps({"error": refused}).encode("utf-8")
             try:
                 request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                 b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
@@ -467,7 +534,7 @@ class JetgenServer(socketserver.ThreadingMixIn, HTTPServer):
         try:
             socketserver.ThreadingMixIn.process_request_thread(self, request, client_address)
         finally:
-            self._connections.release()
+            self._free_slot(client_address[0])
 
     def host_allowed(self, name, handler):
         if name in self.host_names:
@@ -485,10 +552,17 @@ class JetgenServer(socketserver.ThreadingMixIn, HTTPServer):
         self.server_close()
         self.api.close()
 
+    def stop(self, grace=STOP_GRACE_S):
+        """Stop listening, cancel every job, let running inferences end (up to ``grace`` seconds) and
+        close the sessions of the models that are idle then. Returns how many models were still busy
+        (their sessions left open: tearing them down under a running inference aborts the process)."""
+        self.server_close()
+        return self.api.stop(grace)
+
 
 def make_server(bundles, host="127.0.0.1", port=8080, token=None, backend="ort", precision=None, device=None,
                 threads=None, log=None, allowed_hosts=(), max_body=MAX_BODY, max_queue=16, request_timeout=30.0,
-                job_timeout=120.0):
+                job_timeout=120.0, request_deadline=REQUEST_DEADLINE_S, max_per_client=MAX_PER_CLIENT):
     """Open the bundles and listen on host:port; return the server, not yet serving.
 
     ``token``: None (allowed on loopback only), "auto" (a random one, in ``server.token`` and
@@ -496,7 +570,9 @@ def make_server(bundles, host="127.0.0.1", port=8080, token=None, backend="ort",
     ``device``, ``threads`` as for ``jetgen sample``. ``log(line)`` gets one line per request
     (default: stderr). ``allowed_hosts``: more names the Host header may carry (a DNS name of the
     board). ``max_queue``: requests that may wait per model before 429; ``request_timeout``: how long
-    one waits for its model (503 after); ``job_timeout``: the whole of one completion.
+    one waits for its model (503 after); ``job_timeout``: the whole of one completion;
+    ``request_deadline``: seconds for a request's line, headers and body to arrive (the connection is
+    dropped after); ``max_per_client``: connections one address may hold at once (503 beyond).
     Raises JetgenError for a non-loopback host without a token, a bad port or token, an address
     already in use, or a bundle the runtime refuses.
     """
@@ -517,7 +593,8 @@ def make_server(bundles, host="127.0.0.1", port=8080, token=None, backend="ort",
     bind_host = host.strip("[]")
     family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
     try:
-        server = JetgenServer((bind_host, port), family, log)
+        server = JetgenServer((bind_host, port), family, log, max_per_client=min(max_per_client, MAX_CONNECTIONS),
+                              request_deadline=request_deadline)
     except OSError as err:
         raise JetgenError("Cannot listen on {}:{} ({}); pick another --port or stop what uses it.".format(
             host, port, err.strerror or err))
@@ -558,16 +635,30 @@ def _read_static():
 
 def serve(bundles, host="127.0.0.1", port=8080, token=None, backend="ort", precision=None, device=None,
           threads=None, allowed_hosts=(), out=None, **options):
-    """Serve until Ctrl-C (or SIGTERM): print the URL(s) to open, one log line per request on stderr.
+    """Serve until SIGINT (Ctrl-C) or SIGTERM: print the URL(s) to open, one log line per request on stderr.
 
-    Arguments as ``make_server``; ``out`` is where the URLs go (default stdout). Raises JetgenError
-    as ``make_server`` does."""
+    On the signal the server stops accepting, cancels its jobs, lets running inferences end (up to
+    STOP_GRACE_S), closes the models' sessions and returns after one line saying so. An inference
+    still running after that is abandoned: the process then ends at once with status 0 (os._exit),
+    since tearing a runtime down under it would abort. Arguments as ``make_server``; ``out`` is
+    where the URLs and the line go (default stdout). Raises JetgenError as ``make_server`` does."""
     out = out or sys.stdout
     server = make_server(bundles, host=host, port=port, token=token, backend=backend, precision=precision,
                          device=device, threads=threads, allowed_hosts=allowed_hosts, **options)
-    previous = None
-    if threading.current_thread() is threading.main_thread():  # SIGTERM (systemd, docker stop) stops as Ctrl-C does
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+    caught, previous = [], {}
+
+    def on_signal(signum, frame):
+        if caught:  # a second signal while stopping: stop waiting for inferences
+            raise KeyboardInterrupt()
+        caught.append(signum)
+        stopper = threading.Thread(target=server.shutdown, name="stop")  # shutdown() waits for serve_forever
+        stopper.daemon = True
+        stopper.start()
+
+    if threading.current_thread() is threading.main_thread():  # SIGTERM: systemd, docker stop, a scheduler
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    abandoned, stopped = 0, False
     try:
         names = ", ".join(server.api.order)
         out.write("Serving {} ({} backend) at {}\n".format(names, backend, server.url))
@@ -577,18 +668,27 @@ def serve(bundles, host="127.0.0.1", port=8080, token=None, backend="ort", preci
                                                               "#token=" + server.token if server.token else ""))
         out.write("Press Ctrl-C to stop.\n")
         out.flush()
-        server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        out.write("Stopped.\n")
+        try:
+            server.serve_forever(poll_interval=0.5)
+        except KeyboardInterrupt:
+            caught.append(signal.SIGINT)
+        stopped = True
+        try:
+            abandoned = server.stop(STOP_GRACE_S)
+        except KeyboardInterrupt:
+            abandoned = len(server.api.slots)
+        what = signal.Signals(caught[0]).name if caught else "shutdown"
+        out.write("Stopped ({}): no longer listening, jobs cancelled, {}.\n".format(
+            what, "models closed" if not abandoned else "{} running inference(s) abandoned".format(abandoned)))
         out.flush()
     finally:
-        server.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt()
+        if not stopped:
+            server.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if abandoned:
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _is_ipv4(name):

@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from jetgen.atomic import atomic_write_json
+from jetgen.atomic import atomic_write_json, check_room
 from jetgen.errors import JetgenError
 from jetgen.models.inference import infer_latents, infer_params
 from jetgen.train import metrics, plots
@@ -57,6 +57,10 @@ def eval_file_name(options):
     tags = ["{}{:g}".format(tag, options[key]) for key, default, tag in OPTION_TAGS
             if key in options and options[key] != default]
     return "eval{}.json".format("".join("-" + t for t in tags))
+
+
+ROOM_NUMBERS = 64 * 1024         # bytes eval.json may take (a few kB)
+ROOM_PICTURES = 2 * 1024 * 1024  # bytes the pictures may take (about 0.3 MB for an MNIST run)
 
 
 class Phases(object):
@@ -95,6 +99,10 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
     started = time.time()
     phase = Phases(progress)
     run, data = phase("loading the run and its data", _load, run_dir, load_run)
+    # a full disk is found now, not after minutes of computing (the outputs' size, measured, rounded up)
+    check_room(out_dir or run_dir, ROOM_NUMBERS)
+    if pictures:
+        check_room(out_dir or os.path.join(run_dir, "plots"), ROOM_PICTURES)
     if run.model.kind in SHAPE_KINDS:
         return _evaluate_shapes(run, data, int(max_shapes), pictures, out_dir, int(seed), phase, started)
     model, x = run.model, data.test_x

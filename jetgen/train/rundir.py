@@ -14,10 +14,15 @@
                              as jetgen.runtime.gmm.GaussianMixturePrior.from_spec reads it
 
 config.json holds a ``run_id`` (random, made when the run starts) that every checkpoint's meta.json
-repeats, so a checkpoint copied in from another run is refused rather than silently loaded.
+repeats, so a checkpoint copied in from another run is refused rather than silently loaded. meta.json
+also holds ``config_sha256``, the digest of config.json (less what a resume may change), so a
+config.json edited after training (a likelihood changed from bernoulli to gaussian) is refused with
+a sentence instead of exporting a bundle that no longer matches its weights; runs written before
+this digest existed still load. Keys that no jetgen writes are refused (a typo is not ignored).
       plots/                 PNG pictures written by training and eval
 """
 import csv
+import hashlib
 import json
 import os
 
@@ -29,12 +34,14 @@ from jetgen.atomic import AtomicDirectory, atomic_write_json, atomic_write_text,
 from jetgen.digest import sha256_file  # noqa: F401  (re-exported for callers of this module)
 from jetgen.errors import JetgenError
 from jetgen.models import build_model
-from jetgen.train.config import check_stored
+from jetgen.train.config import DATA_KEYS, DEFAULTS, RESUME_OVERRIDES, check_stored
 
 RUN_FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoint"
 LATENT_STATS = "latent_stats.jsonl"
 LATENT_PRIOR = "latent_prior.json"
+# what train() stores in config.json beyond the options (DEFAULTS) and the data-derived keys (DATA_KEYS)
+STORED_KEYS = ("format_version", "run_id", "classes", "jetgen_version", "torch_version", "auto_schedule")
 
 
 def write_config(run_dir, config):
@@ -64,7 +71,26 @@ def read_config(run_dir):
                           "the jetgen version that trained it, or retrain.".format(
                               run_dir, version, __version__, RUN_FORMAT_VERSION))
 
+    unknown = sorted(k for k in config if k not in DEFAULTS and k not in DATA_KEYS and k not in STORED_KEYS)
+    if unknown:
+        raise JetgenError("{} holds {} that no jetgen writes ({}); it was edited by hand: remove {} or train a new "
+                          "run.".format(path, "a key" if len(unknown) == 1 else "keys", ", ".join(map(str, unknown))[:200],
+                                        "it" if len(unknown) == 1 else "them"))
     return check_stored(config, path)
+
+
+def config_digest(run_dir):
+    """sha256 of RUN/config.json as stored, less the options a resume may change (RESUME_OVERRIDES)."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise JetgenError("{} cannot be read ({}); the run cannot be used.".format(path, err))
+    if not isinstance(config, dict):
+        raise JetgenError("{} does not hold a run configuration.".format(path))
+    kept = dict((k, v) for k, v in config.items() if k not in RESUME_OVERRIDES)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def has_checkpoint(run_dir):
@@ -84,7 +110,8 @@ def save_checkpoint(run_dir, model, train_state, meta):
         weights = os.path.join(tmp, "model.safetensors")
         save_file(state, weights)
         torch.save(train_state, os.path.join(tmp, "train_state.pt"))
-        meta = dict(meta, format_version=RUN_FORMAT_VERSION, model_sha256=sha256_file(weights))
+        meta = dict(meta, format_version=RUN_FORMAT_VERSION, model_sha256=sha256_file(weights),
+                    config_sha256=config_digest(run_dir))
         atomic_write_json(os.path.join(tmp, "meta.json"), meta)
     return meta
 
@@ -119,6 +146,11 @@ def check_owner(run_dir, config, meta):
         raise JetgenError("The checkpoint in {} belongs to another run (run id {} in its meta.json, {} in "
                           "config.json); it was copied in from elsewhere, so it is not loaded: remove {}/{} or "
                           "train again with --force.".format(run_dir, theirs, own, run_dir, CHECKPOINT_DIR))
+    stored = meta.get("config_sha256")
+    if config is not None and stored is not None and stored != config_digest(run_dir):
+        raise JetgenError("{}/config.json changed after the checkpoint was saved (its digest differs from the one in "
+                          "{}/meta.json), so the weights no longer match it: restore the config.json that trained "
+                          "the run, or train a new run with the options you want.".format(run_dir, CHECKPOINT_DIR))
 
 
 def read_weights(run_dir, meta=None, config=None):

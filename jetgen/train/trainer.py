@@ -52,7 +52,12 @@ LATENT_STATS = rundir.LATENT_STATS
 
 
 class TrainingInterrupted(JetgenError):
-    """Ctrl-C stopped training after a checkpoint was saved; ``str(err)`` says how to resume."""
+    """Ctrl-C or SIGTERM stopped training after a checkpoint was saved; ``str(err)`` says how to resume,
+    ``signum`` is the signal (the CLI exits 128 + signum: 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        JetgenError.__init__(self, message)
+        self.signum = int(signum)
 
 
 def train(config, resume=None):
@@ -282,8 +287,9 @@ def _run_epoch(run, stopper):
             _checkpoint(run)
             bar.close()
             raise TrainingInterrupted(
-                "Interrupted at epoch {}, step {}/{}; a checkpoint is saved. Resume with: jetgen train "
-                "--resume {}".format(run.epoch + 1, run.step, run.steps_per_epoch, run.run_dir))
+                "Interrupted by {} at epoch {}, step {}/{}; a checkpoint is saved. Resume with: jetgen train "
+                "--resume {}".format(signal.Signals(stopper.signum).name, run.epoch + 1, run.step,
+                                     run.steps_per_epoch, run.run_dir), stopper.signum)
         idx = order[run.step * batch_size:(run.step + 1) * batch_size].to(run.device)
         s_recon, s_kl, s_loss, s_n, beta = _train_step(run, idx)
         if not all(math.isfinite(v) for v in (s_recon, s_kl, s_loss)):
@@ -503,28 +509,33 @@ def _set_rng(state, rank, world):
 # ---- Ctrl-C ----------------------------------------------------------------------------------------------
 
 class _InterruptFlag(object):
-    """The first SIGINT only sets a flag the loop checks between steps (so a checkpoint is never taken
-    half-way through an optimiser step); a second one interrupts at once."""
+    """The first SIGINT or SIGTERM (what a service manager or job scheduler sends) only sets a flag the
+    loop checks between steps (so a checkpoint is never taken half-way through an optimiser step); a
+    second one interrupts at once. ``signum``: the first signal caught."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum = signal.SIGINT
+        self._previous = {}
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+            pass
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
         return False
 
 
