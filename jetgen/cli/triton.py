@@ -7,6 +7,7 @@ docs/triton.md describes the layout and how to run it.
 """
 import click
 
+from jetgen.cli.options import key_option
 from jetgen.triton import config as tconfig
 
 
@@ -28,6 +29,7 @@ from jetgen.triton import config as tconfig
 @click.option("--tensorrt", default=None, help="--backend tensorrt: the serving machine's TensorRT version.")
 @click.option("--gpu", default=None, help="--backend tensorrt: the serving GPU's name, as `jetgen build` records it.")
 @click.option("--force", is_flag=True, help="Replace REPO when it exists.")
+@key_option
 def triton(bundle, out, name, max_batch, instances, backend, mode, tensorrt, gpu, force):
     """Write BUNDLE as a Triton model repository at REPO."""
     from jetgen.triton.repository import export_repository, options
