@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # everything that runs on a Jetson (JetPack 4: Python 3.6); `make lint` checks the same list
 DEVICE_CODE = ["jetgen/runtime", "jetgen/spec.py", "jetgen/cli", "jetgen/bench", "jetgen/errors.py", "jetgen/atomic.py",
                "jetgen/digest.py", "jetgen/__init__.py", "jetgen/doctor.py",
-               "jetgen/serve"]
+               "jetgen/serve", "jetgen/selftest.py"]
 BLOCKED = ("torch", "torchvision", "sklearn", "matplotlib", "onnx", "onnxscript", "onnxslim", "safetensors",
            "scipy", "pandas", "tqdm")
 

@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": ("jetgen.cli.serve:serve", "Serve bundles on a web page: sample, explore, draw and complete."),
     "doctor": ("jetgen.cli.doctor:doctor", "Show what this machine is, what jetgen can do here, what to install."),
     "verify": ("jetgen.cli.verify:verify", "Check a bundle's graphs here against its golden vectors."),
+    "selftest": ("jetgen.cli.selftest:selftest", "Prove this board runs jetgen (ort and TensorRT); write a report."),
 }
 
 
