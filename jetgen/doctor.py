@@ -76,15 +76,37 @@ def board_from_compatible(text):
     return None
 
 
-def release_row(l4t, path=RELEASES_TSV):
-    """The jetson/releases.tsv row of an L4T release as a dict, or None (unknown, or no source tree)."""
+def _release_rows(path=RELEASES_TSV):
     text = read_text(path) or ""
     keys = ("l4t", "jetpack", "ubuntu", "python", "cuda", "tensorrt", "boards")
+    rows = []
     for line in text.splitlines():
         cells = line.split("\t")
-        if not line.startswith("#") and len(cells) >= len(keys) and cells[0] == l4t:
-            return dict(zip(keys, cells))
-    return None
+        if not line.startswith("#") and len(cells) >= len(keys):
+            rows.append(dict(zip(keys, cells)))
+    return rows
+
+
+def _version(text):
+    try:
+        return tuple(int(p) for p in str(text).split("."))
+    except ValueError:
+        return None
+
+
+def release_row(l4t, path=RELEASES_TSV):
+    """The jetson/releases.tsv row for an L4T release as a dict, with ``exact`` False where the release
+    is not listed but is a later point release of a listed major: then the nearest listed row below it
+    (jetson/setup.sh's release policy). None for other unknown releases, or without a source tree."""
+    wanted = _version(l4t)
+    below = None
+    for row in _release_rows(path):
+        if row["l4t"] == l4t:
+            return dict(row, exact=True)
+        have = _version(row["l4t"])
+        if wanted and have and have[0] == wanted[0] and have <= wanted and (below is None or have > _version(below["l4t"])):
+            below = row
+    return dict(below, exact=False) if below else None
 
 
 def jetson_facts(root="/"):
