@@ -109,6 +109,22 @@ def release_row(l4t, path=RELEASES_TSV):
     return dict(below, exact=False) if below else None
 
 
+def release_advice(l4t, path=RELEASES_TSV):
+    """What to do about an L4T release :func:`release_row` does not take (jetson/setup.sh's advice)."""
+    rows = sorted((r for r in _release_rows(path) if _version(r["l4t"])), key=lambda r: _version(r["l4t"]))
+    wanted = _version(l4t)
+    if not rows or not wanted:
+        return "flash JetPack 4.6 or newer"
+    same = [r for r in rows if _version(r["l4t"])[0] == wanted[0]]
+    if same:
+        return "upgrade the board to JetPack {} (L4T R{}), the newest of R{}".format(
+            same[-1]["jetpack"], same[-1]["l4t"], wanted[0])
+    if wanted > _version(rows[-1]["l4t"]):
+        return "it is a newer major release than R{} (JetPack {}): add checked rows for it to jetson/releases.tsv " \
+               "and jetson/wheels.tsv, or flash JetPack {}".format(rows[-1]["l4t"], rows[-1]["jetpack"], rows[-1]["jetpack"])
+    return "flash JetPack 4.6 or newer"
+
+
 def jetson_facts(root="/"):
     """L4T release (and where it came from), board, and what JetPack ships, read under ``root``."""
     l4t, source = parse_l4t(read_text("etc/nv_tegra_release", root)), "etc/nv_tegra_release"

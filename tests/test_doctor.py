@@ -112,3 +112,11 @@ def test_an_unlisted_point_release_is_named_with_the_row_it_is_taken_as():
     assert result.exit_code == 0, result.output
     assert "L4T 36.9.0 (not in jetson/releases.tsv: taken as its nearest listed release R36.4.4) = JetPack 6.2.1" \
         in result.output
+
+
+@pytest.mark.parametrize("l4t,words", [("28.2.1", "flash JetPack 4.6 or newer"),
+                                       ("35.1.0", "upgrade the board to JetPack 5.1.5 (L4T R35.6.1), the newest of R35"),
+                                       ("38.2.0", "a newer major release than R36.4.4 (JetPack 6.2.1)")])
+def test_advice_for_releases_that_are_not_taken(l4t, words):
+    from jetgen.doctor import release_advice, release_row
+    assert release_row(l4t) is None and words in release_advice(l4t)

@@ -16,9 +16,9 @@ def jetson_line(j):
         return "{}; L4T release not found".format(board)
     release = j["release"]
     if release is None:
-        return "{}; L4T {} (from {}), not a release jetgen supports (./jetson/setup.sh --dry-run says what to " \
-            "flash or add for it)".format(
-            board, j["l4t"], j["l4t_source"])
+        from jetgen.doctor import release_advice
+        return "{}; L4T {} (from {}), not a release jetgen supports: {}".format(
+            board, j["l4t"], j["l4t_source"], release_advice(j["l4t"]))
     listed = "" if release.get("exact", True) else " (not in jetson/releases.tsv: taken as its nearest listed " \
         "release R{})".format(release["l4t"])
     return "{}; L4T {}{} = JetPack {} (Python {}, CUDA {}, TensorRT {})".format(
