@@ -444,7 +444,9 @@ def fake_pycuda_modules(gpu):
                 raise LogicError("cuCtxPopCurrent failed: invalid device context")
             gpu.stack().pop()
 
-        def detach(self):
+        def detach(self):  # letting go of a context still current here would destroy it under this thread
+            if self.fake in gpu.stack():
+                raise LogicError("cuDevicePrimaryCtxRelease while the context is current in this thread")
             gpu.log.append(("detach", None))
 
     class Device(object):

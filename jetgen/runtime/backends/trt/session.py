@@ -239,7 +239,7 @@ class TrtSession(object):
             # the execution context goes before the engine, the engine before the memory it points at
             self._io = None
             self._runtime = None
-            memory.close()
+        memory.close()  # frees in the context, then lets go of it (never while it is current here)
         self._mem = None
 
     def __enter__(self):
