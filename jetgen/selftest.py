@@ -15,7 +15,8 @@ It runs, in order, and writes a Markdown report a person can paste into an issue
    every answer checked against ONNX Runtime's;
 8. complete through trt, against ONNX Runtime's completion;
 9. engine cache: a fresh TensorRT model must load every engine from the cache (a second run of the
-   command with the same work directory reuses them from the start).
+   command with the same work directory reuses them from the start);
+10. the whole run within 10 minutes.
 
 Each step passes, fails or is skipped with its reason; :func:`run` returns the steps and the report
 text, and the command exits non-zero on any failure. Torch-free, click-free, Python 3.6 compatible.
@@ -40,6 +41,7 @@ BENCH_REPEATS = 20
 COMPLETE_STEPS = 20
 SERVE_CLIENTS = 4
 SERVE_TIMEOUT = 60.0
+TIME_BUDGET_S = 600.0  # the whole run should prove a board within 10 minutes
 ATOL = {"fp32": 1e-4, "fp16": 2e-2}  # how far trt may be from ort on the tiny model, by run precision
 
 
@@ -315,7 +317,16 @@ def run(workdir, threads=None, echo=None):
     steps.run("serve --backend trt, threads", _serve, ctx)
     steps.run("complete through trt", _complete, ctx)
     steps.run("engine cache reuse", _cache, ctx)
+    total = sum(r["seconds"] for r in steps.rows)
+    steps.run("within {:.0f} minutes".format(TIME_BUDGET_S / 60), _within_budget, total)
     return steps, ctx
+
+
+def _within_budget(total):
+    if total > TIME_BUDGET_S:
+        raise JetgenError("the steps took {:.0f} s, over the {:.0f} s budget; the report's seconds column shows "
+                          "which".format(total, TIME_BUDGET_S))
+    return "the steps took {:.1f} s".format(total)
 
 
 def _cell(text):

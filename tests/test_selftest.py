@@ -54,6 +54,7 @@ def test_here_ort_runs_and_tensorrt_is_skipped_with_its_reason(tmp_path):
                  "engine cache reuse"):
         assert rows[step] == ("SKIP", "no TensorRT here (see the step 'tensorrt and a CUDA binding')"), step
     assert "| decode | ort | 16 |" in text and "jetgen doctor --json" in text
+    assert rows["within 10 minutes"][0] == "PASS"
     assert "Report written to" in result.output
 
 
@@ -108,3 +109,10 @@ def test_the_shipped_bundle_is_what_its_generator_writes(tmp_path):
                 continue  # carries the onnx version that wrote it
             with open(os.path.join(folder, f), "rb") as a, open(os.path.join(fresh, rel), "rb") as b:
                 assert a.read() == b.read(), rel
+
+
+def test_a_run_over_the_time_budget_fails(tmp_path, quick_doctor, monkeypatch):
+    monkeypatch.setattr(st, "TIME_BUDGET_S", 0.0)
+    result, _, rows = run_selftest(tmp_path)
+    assert result.exit_code == 1 and rows["within 0 minutes"][0] == "FAIL"
+    assert "over the 0 s budget" in rows["within 0 minutes"][1]
