@@ -37,7 +37,7 @@ def _wait_over(served, poll):
 
 
 # pycuda: the JetPack 4 binding (TensorRT 8.2, bindings API), device 0 through autoinit before the fix;
-# cuda-python (TensorRT 10.3, tensors API) on the second of two GPUs, where the runtime's default
+# cuda-python (TensorRT 10.3, tensors API) on the second of two GPUs (--device 1), where the runtime's default
 # binding (device 0) is the wrong one in every thread that did not call cudaSetDevice.
 @pytest.mark.parametrize("version,cuda,device,count", [("8.2.1", "pycuda", None, 1), ("10.3", "cudart", "1", 2)])
 def test_serve_on_trt_answers_concurrent_clients_and_jobs(bundle, fake_device, version, cuda, device, count):  # noqa: F811
