@@ -76,15 +76,53 @@ def board_from_compatible(text):
     return None
 
 
-def release_row(l4t, path=RELEASES_TSV):
-    """The jetson/releases.tsv row of an L4T release as a dict, or None (unknown, or no source tree)."""
+def _release_rows(path=RELEASES_TSV):
     text = read_text(path) or ""
     keys = ("l4t", "jetpack", "ubuntu", "python", "cuda", "tensorrt", "boards")
+    rows = []
     for line in text.splitlines():
         cells = line.split("\t")
-        if not line.startswith("#") and len(cells) >= len(keys) and cells[0] == l4t:
-            return dict(zip(keys, cells))
-    return None
+        if not line.startswith("#") and len(cells) >= len(keys):
+            rows.append(dict(zip(keys, cells)))
+    return rows
+
+
+def _version(text):
+    try:
+        return tuple(int(p) for p in str(text).split("."))
+    except ValueError:
+        return None
+
+
+def release_row(l4t, path=RELEASES_TSV):
+    """The jetson/releases.tsv row for an L4T release as a dict, with ``exact`` False where the release
+    is not listed but is a later point release of a listed major: then the nearest listed row below it
+    (jetson/setup.sh's release policy). None for other unknown releases, or without a source tree."""
+    wanted = _version(l4t)
+    below = None
+    for row in _release_rows(path):
+        if row["l4t"] == l4t:
+            return dict(row, exact=True)
+        have = _version(row["l4t"])
+        if wanted and have and have[0] == wanted[0] and have <= wanted and (below is None or have > _version(below["l4t"])):
+            below = row
+    return dict(below, exact=False) if below else None
+
+
+def release_advice(l4t, path=RELEASES_TSV):
+    """What to do about an L4T release :func:`release_row` does not take (jetson/setup.sh's advice)."""
+    rows = sorted((r for r in _release_rows(path) if _version(r["l4t"])), key=lambda r: _version(r["l4t"]))
+    wanted = _version(l4t)
+    if not rows or not wanted:
+        return "flash JetPack 4.6 or newer"
+    same = [r for r in rows if _version(r["l4t"])[0] == wanted[0]]
+    if same:
+        return "upgrade the board to JetPack {} (L4T R{}), the newest of R{}".format(
+            same[-1]["jetpack"], same[-1]["l4t"], wanted[0])
+    if wanted > _version(rows[-1]["l4t"]):
+        return "it is a newer major release than R{} (JetPack {}): add checked rows for it to jetson/releases.tsv " \
+               "and jetson/wheels.tsv, or flash JetPack {}".format(rows[-1]["l4t"], rows[-1]["jetpack"], rows[-1]["jetpack"])
+    return "flash JetPack 4.6 or newer"
 
 
 def jetson_facts(root="/"):

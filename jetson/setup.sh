@@ -10,6 +10,7 @@ SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_DIR=$(dirname "$SCRIPT_DIR")
 RELEASES_TSV="$SCRIPT_DIR/releases.tsv"
 WHEELS_TSV="$SCRIPT_DIR/wheels.tsv"
+LIBRARIES_TSV="$SCRIPT_DIR/libraries.tsv"
 WHEEL_CACHE=${JETGEN_WHEEL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/jetgen/wheels}
 DPKG_QUERY=${JETGEN_DPKG_QUERY:-dpkg-query}
 CUDA_HOME=/usr/local/cuda
@@ -42,7 +43,7 @@ and print a summary. Re-running is harmless: each step skips what is already the
 Options:
   --dry-run       print every step and its exact commands without running any of them
   --with-torch    also install NVIDIA's PyTorch wheel for this JetPack and its prerequisites
-                  (only needed for `jetgen bench` against PyTorch eager)
+                  (cuSPARSELt first on JetPack 6; only needed for `jetgen bench` against PyTorch eager)
   --swap SIZE     create, enable and register in /etc/fstab a swap file /mnt/<SIZE>B.swap, e.g.
                   --swap 4G (advised on a 4 GB Nano); skipped if it is already there
   --max-perf      select power mode 0 (`nvpmodel -m 0`, MAXN on Nano, AGX Xavier and AGX Orin)
@@ -53,7 +54,9 @@ Options:
 
 Detection: L4T comes from the first line of /etc/nv_tegra_release, else from the version of the
 nvidia-l4t-core package (dpkg-query --admindir=<root>/var/lib/dpkg); the board from the
-NUL-separated /proc/device-tree/compatible. Releases not in jetson/releases.tsv are refused.
+NUL-separated /proc/device-tree/compatible. A release not in jetson/releases.tsv but newer than a
+known one of the same L4T major (R32, R35, R36) goes on, with a warning, as the nearest known release
+below it; other unknown releases are refused with advice for that case.
 
 Environment:
   JETGEN_DPKG_QUERY   command used instead of dpkg-query for the L4T fallback (tests use a stub)
@@ -199,10 +202,40 @@ else
     die "this does not look like a Jetson: there is no $ROOT/etc/nv_tegra_release and no nvidia-l4t-core package; run this script on a Jetson flashed with JetPack 4.6 or newer."
 fi
 
+# version_le A B: A <= B as version numbers (32.7.1 < 32.7.10 < 35.2.1).
+version_le() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]; }
+
+# The known L4T releases, oldest first; with an argument, only those of that major.
+known_releases() {
+    awk -F'\t' -v m="${1:-}" '!/^#/ && NF > 1 { split($1, p, "."); if (m == "" || p[1] == m) print $1 }' "$RELEASES_TSV" | sort -V
+}
+
+# Release policy (see jetson/releases.tsv): an exact row; else the nearest known row below a later
+# point release of a known major, with a warning; else a refusal whose advice fits the case.
 RELEASE_ROW=$(tsv_row "$RELEASES_TSV" "$L4T")
+L4T_ROW=$L4T
 if [ -z "$RELEASE_ROW" ]; then
-    SUPPORTED=$(awk -F'\t' '!/^#/ { printf "%s%s", sep, $1; sep = ", " }' "$RELEASES_TSV")
-    die "L4T R$L4T (from $L4T_SOURCE) is not a release jetgen supports (supported: R${SUPPORTED//, /, R}); flash JetPack 4.6 or newer, or add a checked row to jetson/releases.tsv."
+    MAJOR=${L4T%%.*}
+    NEAREST=""
+    for known in $(known_releases "$MAJOR"); do
+        if version_le "$known" "$L4T"; then NEAREST=$known; fi
+    done
+    SUPPORTED=$(known_releases | awk '{ printf "%sR%s", sep, $1; sep = ", " }')
+    NEWEST=$(known_releases | tail -n 1)
+    NEWEST_JP=$(tsv_row "$RELEASES_TSV" "$NEWEST" | cut -f2)
+    if [ -n "$NEAREST" ]; then
+        RELEASE_ROW=$(tsv_row "$RELEASES_TSV" "$NEAREST")
+        L4T_ROW=$NEAREST
+        warn "L4T R$L4T (from $L4T_SOURCE) is not in jetson/releases.tsv; it is a later point release of R$MAJOR, so setup goes on as for the nearest known release, R$NEAREST (JetPack $(printf '%s' "$RELEASE_ROW" | cut -f2)). If a step fails, or once it works, add a checked row for R$L4T to jetson/releases.tsv."
+    elif [ -n "$(known_releases "$MAJOR")" ]; then
+        OLDEST_MAJOR=$(known_releases "$MAJOR" | head -n 1)
+        NEWEST_MAJOR=$(known_releases "$MAJOR" | tail -n 1)
+        die "L4T R$L4T (from $L4T_SOURCE) is not a release jetgen supports (supported: $SUPPORTED): it is older than R$OLDEST_MAJOR, the first R$MAJOR release jetgen knows; upgrade the board to JetPack $(tsv_row "$RELEASES_TSV" "$NEWEST_MAJOR" | cut -f2) (L4T R$NEWEST_MAJOR), the newest of R$MAJOR."
+    elif version_le "$NEWEST" "$L4T"; then
+        die "L4T R$L4T (from $L4T_SOURCE) is not a release jetgen supports (supported: $SUPPORTED): it is a newer major release than R$NEWEST (JetPack $NEWEST_JP), with its own Ubuntu, Python, CUDA and TensorRT, so setup stops instead of guessing; add checked rows for it to jetson/releases.tsv and jetson/wheels.tsv, or flash JetPack $NEWEST_JP."
+    else
+        die "L4T R$L4T (from $L4T_SOURCE) is not a release jetgen supports (supported: $SUPPORTED); flash JetPack 4.6 or newer (Nano and TX2 stop at 4.6.x, Xavier at 5.1.x; Orin runs 6.x)."
+    fi
 fi
 IFS='	' read -r _ JETPACK UBUNTU PYTHON CUDA TENSORRT RELEASE_BOARDS PYCUDA_REQ NUMPY_REQ PIP_REQ <<EOF
 $RELEASE_ROW
@@ -236,7 +269,7 @@ ALREADY=""
 
 echo "jetgen Jetson setup$([ "$DRY_RUN" = 1 ] && echo ' (dry run: nothing is changed)')"
 note "board:    $BOARD_DESC"
-note "L4T:      $L4T (from $L4T_SOURCE)"
+note "L4T:      $L4T (from $L4T_SOURCE)$([ "$L4T_ROW" != "$L4T" ] && echo ", set up as R$L4T_ROW")"
 note "JetPack:  $JETPACK (Ubuntu $UBUNTU, Python $PYTHON, CUDA $CUDA, TensorRT $TENSORRT)"
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -319,6 +352,37 @@ EOF
     done_item "$package $version ($CP_TAG)"
 }
 
+# install_libraries PACKAGE: the libraries jetson/libraries.tsv lists for PACKAGE on this JetPack, each
+# unpacked into CUDA's include and lib64 directories unless its check file is already there.
+install_libraries() {
+    local package=$1 library check url sha status lib_note archive dir
+    while IFS='	' read -r _ library _ check url sha status lib_note; do
+        [ -n "$library" ] || continue
+        step "$library for $package (JetPack $JETPACK needs it before the $package wheel)"
+        if [ "$status" != confirmed ]; then
+            warn "the $library archive for JetPack $JETPACK is $status in jetson/libraries.tsv ($lib_note); if $package fails to import for a missing libcusparseLt, install it as NVIDIA's PyTorch for Jetson guide says and fix that row."
+        fi
+        if skip_if "$CUDA_HOME/$check exists" test -e "$CUDA_HOME/$check"; then
+            continue
+        fi
+        archive="$WHEEL_CACHE/${url##*/}"
+        dir="$WHEEL_CACHE/$(basename "$archive" .tar.xz)"
+        run mkdir -p "$WHEEL_CACHE"
+        run curl -fL --retry 3 -o "$archive.part" "$url"
+        run mv "$archive.part" "$archive"
+        if [ "$sha" != "-" ]; then
+            run sh -c "echo \"$sha  $archive\" | sha256sum -c -" ||
+                { rm -f "$archive"; die "$archive does not have the sha256 jetson/libraries.tsv expects; it was removed, so re-run to download it again, or fix the row."; }
+        fi
+        run tar -xf "$archive" -C "$WHEEL_CACHE"
+        run "${SUDO[@]}" sh -c "cp -a \"$dir\"/include/* $CUDA_HOME/include/ && cp -a \"$dir\"/lib/* $CUDA_HOME/lib64/"
+        run "${SUDO[@]}" ldconfig
+        done_item "$library"
+    done <<EOF
+$(awk -F'\t' -v a="$JETPACK" -v b="$package" '!/^#/ && $1 == a && $3 == b' "$LIBRARIES_TSV")
+EOF
+}
+
 step "Python $PYTHON"
 if [ "$DRY_RUN" = 1 ]; then
     note "(at run time: stop unless python3 is Python $PYTHON, the interpreter the wheels are built for)"
@@ -384,6 +448,7 @@ run "${PIP_INSTALL[@]}" --upgrade "$REPO_DIR"
 done_item "jetgen"
 
 if [ "$WITH_TORCH" = 1 ]; then
+    install_libraries torch
     install_wheel torch
 fi
 
@@ -422,7 +487,7 @@ fi
 echo
 if [ "$DRY_RUN" = 1 ]; then echo "Summary (dry run: nothing was changed)"; else echo "Summary"; fi
 note "board:     $BOARD_DESC"
-note "L4T:       $L4T"
+note "L4T:       $L4T$([ "$L4T_ROW" != "$L4T" ] && echo " (not in releases.tsv: set up as R$L4T_ROW)")"
 note "JetPack:   $JETPACK"
 note "Python:    $PYTHON"
 note "CUDA:      $CUDA"

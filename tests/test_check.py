@@ -266,3 +266,105 @@ def test_cli_bad_target_is_one_sentence(tmp_path):
     result = CliRunner().invoke(main, ["check", save(decoder(), tmp_path), "--target", "tk1"])
     assert result.exit_code == 2  # a usage error: the choices are listed (and shell completion knows them)
     assert "'tk1' is not one of" in result.output and "nano" in result.output and "Traceback" not in result.output
+
+
+# -- attribute and value limits of the parser (parser_tables.ATTRIBUTE_LIMITS) ---------------------
+
+def _one_node_model(node, inputs, outputs, inits=(), opset=13):
+    graph = helper.make_graph([node], "g", inputs, outputs, initializer=list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _attribute_errors(model, tmp_path, target, name="m.onnx", **kwargs):
+    report = check_model(save(model, tmp_path, name), target, max_batch=8, **kwargs)
+    return [f for f in errors(report) if "ONNX parser (" in f["what"]]
+
+
+def _resize(**attrs):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1, 8, 8])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", **attrs)
+    return _one_node_model(node, [x], [y], [scales])
+
+
+@pytest.mark.parametrize("attrs,target,words", [
+    ({"mode": "cubic"}, "nano", "mode='cubic' is not imported (allowed: nearest, linear)"),
+    ({"coordinate_transformation_mode": "tf_crop_and_resize", "mode": "linear"}, "orin",
+     "coordinate_transformation_mode='tf_crop_and_resize' is not imported"),
+    ({"mode": "nearest", "nearest_mode": "banker"}, "xavier", "nearest_mode='banker'"),
+])
+def test_resize_modes_outside_the_table_are_errors(tmp_path, attrs, target, words):
+    found = _attribute_errors(_resize(**attrs), tmp_path, target)
+    assert len(found) == 1 and found[0]["where"] == "up (Resize)" and words in found[0]["what"]
+    assert found[0]["fix"]
+
+
+@pytest.mark.parametrize("attrs,targets", [({}, ("nano", "xavier", "orin")),
+                                           ({"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+                                            ("nano", "orin")),
+                                           ({"mode": "cubic"}, ("xavier", "orin"))])
+def test_supported_resize_modes_pass(tmp_path, attrs, targets):
+    for target in targets:
+        assert _attribute_errors(_resize(**attrs), tmp_path, target) == [], (attrs, target)
+
+
+def _deconv(spatial):
+    w = numpy_helper.from_array(np.ones((2, 1) + (2,) * spatial, np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2] + [3] * spatial)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1] + [4] * spatial)
+    return _one_node_model(helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="deconv"), [x], [y], [w])
+
+
+@pytest.mark.parametrize("target", ["nano", "xavier", "orin"])
+def test_conv_transpose_beyond_3d_is_an_error(tmp_path, target):
+    found = _attribute_errors(_deconv(4), tmp_path, target)
+    assert len(found) == 1 and "a 4-D ConvTranspose is not imported (allowed: 1/2/3-D)" in found[0]["what"]
+    for spatial in (2, 3):
+        assert _attribute_errors(_deconv(spatial), tmp_path, target) == []
+
+
+def _qdq(zero_point):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(zero_point, np.int8), "zp")]
+    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q"),
+                               helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dq")],
+                              "qdq", [x], [y], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("target", ["nano", "xavier", "orin"])
+def test_non_zero_qdq_zero_points_are_errors(tmp_path, target):
+    found = _attribute_errors(_qdq(3), tmp_path, target, precision="int8")
+    assert sorted(f["where"] for f in found) == ["dq (DequantizeLinear)", "q (QuantizeLinear)"]
+    assert all("zero point [3] is not 0" in f["what"] and "symmetric" in f["fix"] for f in found)
+    assert _attribute_errors(_qdq(0), tmp_path, target, "zero.onnx", precision="int8") == []
+
+
+def _topk(k, **attrs):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 5000])
+    v = helper.make_tensor_value_info("v", TensorProto.FLOAT, ["batch", k])
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, ["batch", k])
+    kk = numpy_helper.from_array(np.array([k], np.int64), "k")
+    return _one_node_model(helper.make_node("TopK", ["x", "k"], ["v", "i"], name="top", **attrs), [x], [v, i], [kk])
+
+
+def test_topk_sorted_and_k_limits(tmp_path):
+    unsorted = _attribute_errors(_topk(5, sorted=0), tmp_path, "orin")
+    assert len(unsorted) == 1 and "sorted=0 is not imported" in unsorted[0]["what"]
+    assert _attribute_errors(_topk(5, sorted=0), tmp_path, "xavier") == []  # a 10.x restriction only
+    assert _attribute_errors(_topk(5), tmp_path, "orin") == []
+    big = _attribute_errors(_topk(4000), tmp_path, "orin", "big.onnx")
+    assert len(big) == 1 and "k 4000 is above the limit of 3840" in big[0]["what"]
+
+
+def test_every_attribute_rule_has_a_known_kind_and_words():
+    kinds = {"attr_in", "attr_equals", "spatial_dims", "zero_point", "const_at_most"}
+    assert set(trt_support.ATTRIBUTE_LIMITS) == set(trt_support.SUPPORTED_OPS)
+    for key, ops in trt_support.ATTRIBUTE_LIMITS.items():
+        for op, rules in ops.items():
+            assert op in trt_support.SUPPORTED_OPS[key]["ops"], (key, op)
+            for rule in rules:
+                assert rule["kind"] in kinds and rule["why"] and rule["fix"], (key, op, rule)

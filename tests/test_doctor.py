@@ -22,6 +22,10 @@ TREES = {
     "orin-jp61": ("orin", "Jetson AGX Orin", "36.4.0", "6.1"),
     "xaviernx-dpkg": ("xavier", "Jetson Xavier NX", "35.4.1", "5.1.2"),
     "r28-tx2": ("tx2", "Jetson with Tegra186 (TX2 class)", "28.2.1", None),
+    "xavier-jp513": ("xavier", "Jetson AGX Xavier", "35.5.0", "5.1.3"),
+    "orin-jp514": ("orin", "Jetson AGX Orin", "35.6.0", "5.1.4"),
+    "xaviernx-jp515": ("xavier", "Jetson Xavier NX", "35.6.1", "5.1.5"),
+    "orin-r369": ("orin", "Jetson Orin NX/Nano", "36.9.0", "6.2.1"),  # not listed: the nearest row, R36.4.4
 }
 
 
@@ -41,6 +45,7 @@ def test_jetson_boards_and_releases_from_fixture_trees(tree):
     assert j["supported"] == (jetpack is not None)
     if jetpack:
         assert j["release"]["jetpack"] == jetpack
+        assert j["release"]["exact"] == (tree != "orin-r369")
     trt = [c for c in report["can"] if c["what"] == "runtime trt"][0]
     if not trt["ready"]:
         assert "./jetson/setup.sh" in trt["detail"]  # on a board the answer is the setup script
@@ -100,3 +105,18 @@ def test_runs_on_a_machine_without_torch(tmp_path):
     assert not report["packages"]["torch"]["installed"]
     assert not can["train"]["ready"] and "pip install -e \".[train]\"" in can["train"]["detail"]
     assert not can["export"]["ready"] and can["runtime ort"]["ready"]
+
+
+def test_an_unlisted_point_release_is_named_with_the_row_it_is_taken_as():
+    result = CliRunner().invoke(main, ["doctor", "--root", os.path.join(FIXTURES, "orin-r369")])
+    assert result.exit_code == 0, result.output
+    assert "L4T 36.9.0 (not in jetson/releases.tsv: taken as its nearest listed release R36.4.4) = JetPack 6.2.1" \
+        in result.output
+
+
+@pytest.mark.parametrize("l4t,words", [("28.2.1", "flash JetPack 4.6 or newer"),
+                                       ("35.1.0", "upgrade the board to JetPack 5.1.5 (L4T R35.6.1), the newest of R35"),
+                                       ("38.2.0", "a newer major release than R36.4.4 (JetPack 6.2.1)")])
+def test_advice_for_releases_that_are_not_taken(l4t, words):
+    from jetgen.doctor import release_advice, release_row
+    assert release_row(l4t) is None and words in release_advice(l4t)

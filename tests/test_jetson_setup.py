@@ -396,3 +396,102 @@ def test_releases_agree_with_the_target_table():
         assert (row[1], row[3], row[4], row[5]) == (
             target["jetpack"], target["python"], target["cuda"], target["tensorrt"]), name
         assert name in row[6].split(","), name
+
+
+# ---- the current JetPack 5 releases, and releases jetgen has not seen ------------------------------
+
+@pytest.mark.parametrize("tree,board,l4t,jetpack", [
+    ("xavier-jp513", "Jetson AGX Xavier (nvidia,p2972-0000)", "35.5.0", "5.1.3"),
+    ("orin-jp514", "Jetson AGX Orin (nvidia,p3737-0000+p3701-0005)", "35.6.0", "5.1.4"),
+    ("xaviernx-jp515", "Jetson Xavier NX (nvidia,p3509-0000+p3668-0001)", "35.6.1", "5.1.5"),
+])
+def test_current_jetpack_5_releases_plan_the_cp38_stack(tree, board, l4t, jetpack):
+    r = setup_sh(fixture(tree), "--with-torch")
+    assert r.returncode == 0, r.stderr
+    s = summary(r.stdout)
+    assert s["board"] == board
+    assert (s["L4T"], s["JetPack"], s["Python"], s["CUDA"], s["TensorRT"]) == (l4t, jetpack, "3.8", "11.4", "8.5.2")
+    assert has_command(r.stdout, "pip install", "onnxruntime_gpu-1.17.0-cp38-cp38-linux_aarch64.whl")
+    assert has_command(r.stdout, "pip install", "pycuda>=2022.2")
+    assert has_command(r.stdout, "curl", TORCH_JP512)
+    assert "not in jetson/releases.tsv" not in r.stderr  # a known row: no release warning
+    # the wheels are the 5.1.2 ones, used with a warning until someone installs them on these releases
+    assert "Warning: the onnxruntime-gpu wheel for JetPack {} is unconfirmed".format(jetpack) in r.stderr
+    assert not has_command(r.stdout, "cusparse")  # JetPack 5's torch wheels do not need cuSPARSELt
+
+
+def test_a_later_point_release_of_a_known_major_goes_on_as_the_nearest_row_with_a_warning():
+    r = setup_sh(fixture("orin-r369"))
+    assert r.returncode == 0, r.stderr
+    s = summary(r.stdout)
+    assert s["L4T"] == "36.9.0 (not in releases.tsv: set up as R36.4.4)"
+    assert (s["JetPack"], s["Python"], s["CUDA"], s["TensorRT"]) == ("6.2.1", "3.10", "12.6", "10.3")
+    assert "Warning: L4T R36.9.0 (from etc/nv_tegra_release) is not in jetson/releases.tsv; it is a later point " \
+           "release of R36, so setup goes on as for the nearest known release, R36.4.4 (JetPack 6.2.1)" in r.stderr
+    assert has_command(r.stdout, "pip install", "onnxruntime_gpu-1.20.0-cp310-cp310-linux_aarch64.whl")
+
+
+def _root_with_release(tmp_path, major, revision, compatible=("nvidia,p3768-0000+p3767-0005", "nvidia,tegra234")):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "nv_tegra_release").write_text(
+        "# R{} (release), REVISION: {}, GCID: 1, BOARD: generic, EABI: aarch64, DATE: x\n".format(major, revision))
+    write_compatible(root, list(compatible))
+    return root
+
+
+@pytest.mark.parametrize("major,revision,nearest", [("35", "7.0", "35.6.1"), ("32", "7.10", "32.7.6"),
+                                                    ("35", "4.9", "35.4.1")])
+def test_the_nearest_row_is_the_closest_one_below(tmp_path, major, revision, nearest):
+    r = setup_sh(_root_with_release(tmp_path, major, revision))
+    assert r.returncode == 0, r.stderr
+    assert summary(r.stdout)["L4T"].endswith("set up as R{})".format(nearest))
+
+
+def test_a_newer_major_is_refused_with_advice_for_it(tmp_path):
+    r = setup_sh(_root_with_release(tmp_path, "38", "2.0"))
+    assert r.returncode == 1 and planned(r.stdout) == []
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "L4T R38.2.0 (from etc/nv_tegra_release) is not a release jetgen supports" in lines[0]
+    assert "a newer major release than R36.4.4 (JetPack 6.2.1)" in lines[0]
+    assert "add checked rows for it to jetson/releases.tsv and jetson/wheels.tsv, or flash JetPack 6.2.1" in lines[0]
+    assert "JetPack 4.6 or newer" not in lines[0]
+
+
+def test_an_older_point_release_of_a_known_major_is_told_to_upgrade(tmp_path):
+    r = setup_sh(_root_with_release(tmp_path, "35", "1.0"))  # JetPack 5.0.2
+    assert r.returncode == 1
+    assert "older than R35.2.1, the first R35 release jetgen knows; upgrade the board to JetPack 5.1.5 " \
+           "(L4T R35.6.1)" in r.stderr
+
+
+@pytest.mark.parametrize("tree,jetpack", [("orin-jp61", "6.1"), ("orin-r369", "6.2.1")])
+def test_with_torch_on_jetpack_61_installs_cusparselt_before_the_wheel(tree, jetpack):
+    r = setup_sh(fixture(tree), "--with-torch")
+    assert r.returncode == 0, r.stderr
+    cmds = planned(r.stdout)
+    archive = [i for i, c in enumerate(cmds) if "curl" in c and "libcusparse_lt-linux-sbsa-0.5.2.1-archive.tar.xz" in c]
+    copy = [i for i, c in enumerate(cmds) if "cp -a" in c and "/lib/* /usr/local/cuda/lib64/" in c]
+    ldconfig = [i for i, c in enumerate(cmds) if c.endswith("ldconfig")]
+    torch = [i for i, c in enumerate(cmds) if "pip install" in c and "torch-2.5.0a0" in c]
+    assert archive and copy and ldconfig and torch
+    assert archive[0] < copy[0] < ldconfig[0] < torch[0]
+    assert "(skipped at run time if /usr/local/cuda/lib64/libcusparseLt.so.0 exists)" in r.stdout
+    assert "cusparselt" in summary(r.stdout)["planned"]
+    assert "the cusparselt archive for JetPack {} is unconfirmed".format(jetpack) in r.stderr
+    without = setup_sh(fixture(tree))
+    assert not has_command(without.stdout, "cusparse")
+
+
+def test_every_library_row_names_a_release_and_a_wheel():
+    releases = {row[1] for row in _rows(RELEASES)}
+    wheels = {(row[0], row[1]) for row in _rows(WHEELS)}
+    rows = _rows(os.path.join(REPO, "jetson", "libraries.tsv"))
+    assert rows and all(len(row) == 8 for row in rows)
+    for jetpack, library, package, check, url, sha, status, _note in rows:
+        assert jetpack in releases and (jetpack, package) in wheels
+        assert url.startswith("https://") and url.endswith(".tar.xz")
+        assert status in ("confirmed", "unconfirmed") and (sha == "-" or len(sha) == 64)
+    # the PyTorch wheels of JetPack 6.1 and later need cuSPARSELt (NVIDIA's PyTorch for Jetson notes)
+    needing = {row[0] for row in rows if row[1] == "cusparselt"}
+    assert {jp for jp in releases if jp.startswith("6.") and jp != "6.0"} <= needing

@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # everything that runs on a Jetson (JetPack 4: Python 3.6); `make lint` checks the same list
 DEVICE_CODE = ["jetgen/runtime", "jetgen/spec.py", "jetgen/cli", "jetgen/bench", "jetgen/errors.py", "jetgen/atomic.py",
                "jetgen/digest.py", "jetgen/__init__.py", "jetgen/doctor.py",
-               "jetgen/signing.py"]
+               "jetgen/serve", "jetgen/selftest.py", "jetgen/signing.py"]
 DEVICE_CODE += ["jetgen/triton/python_model.py", "jetgen/triton/config.py"]  # run by Triton's Python on a board
 BLOCKED = ("torch", "torchvision", "sklearn", "matplotlib", "onnx", "onnxscript", "onnxslim", "safetensors",
            "scipy", "pandas", "tqdm")

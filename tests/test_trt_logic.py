@@ -8,9 +8,12 @@ onnxruntime. This proves the call order and which API each version is driven thr
 results (tests/test_trt_gpu.py does that where a GPU exists).
 """
 import ctypes
+import importlib.abc
+import importlib.util
 import json
 import os
 import sys
+import threading
 import types
 
 import numpy as np
@@ -286,55 +289,140 @@ def test_workspace_default_comes_from_the_target_table():
 # ----------------------------------------------------------------------------------------------
 # fakes: device memory, pycuda, cuda.cudart, tensorrt
 
-class FakeGPU(object):
-    """Host memory standing in for device memory; streams run their queued work at synchronize()."""
+class FakeContext(object):
+    """One CUDA context of the fake GPU: primary (one per device, what the runtime API binds) or made."""
 
-    def __init__(self, name="Fake Orin", cc=(8, 7)):
-        self.name, self.cc = name, cc
+    def __init__(self, device, primary):
+        self.device, self.primary = device, primary
+
+    def __repr__(self):
+        return "<{} context of device {}>".format("primary" if self.primary else "made", self.device)
+
+
+class FakeCudaError(Exception):
+    """What the fake bindings raise where the real ones raise their own errors."""
+
+
+class FakeGPU(object):
+    """Host memory standing in for device memory; streams run their queued work at synchronize().
+
+    It enforces CUDA's per-thread contexts as the real driver does: each thread has a stack of current
+    contexts (the driver API's push/pop); the runtime API, where a thread's stack is empty, binds the
+    primary context of the thread's device (``cudaSetDevice``; device 0 until then) on first use.
+    A stream belongs to the context current where it was made, and copying or executing on it from a
+    thread where another (or no) context is current fails.
+    """
+
+    def __init__(self, name="Fake Orin", cc=(8, 7), count=1):
+        self.name, self.cc, self.count = name, cc, count
         self.log = []          # (event, detail) in call order
         self._buffers = {}
         self._queues = {}
+        self._stream_ctx = {}
+        self._primary = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
 
+    # -- contexts
+    def primary(self, device):
+        with self._lock:
+            return self._primary.setdefault(device, FakeContext(device, True))
+
+    def stack(self):
+        if not hasattr(self._local, "stack"):
+            self._local.stack, self._local.device, self._local.bound = [], 0, None
+        return self._local.stack
+
+    def driver_current(self):
+        """The driver API's current context in this thread: the stack's top, else what the runtime bound."""
+        stack = self.stack()
+        return stack[-1] if stack else self._local.bound
+
+    def runtime_current(self):
+        """The runtime API's context: the stack's top, else the thread's device's primary (bound now)."""
+        stack = self.stack()
+        if stack:
+            return stack[-1]
+        if self._local.bound is None:
+            self._local.bound = self.primary(self._local.device)
+        return self._local.bound
+
+    def set_device(self, device):
+        self.stack()
+        self._local.device, self._local.bound = device, self.primary(device)
+
+    # -- memory and streams
     def alloc(self, nbytes):
         buf = ctypes.create_string_buffer(int(nbytes))
         ptr = ctypes.addressof(buf)
-        self._buffers[ptr] = buf
+        with self._lock:
+            self._buffers[ptr] = buf
         return ptr
 
-    def new_stream(self):
-        handle = 1000 + len(self._queues)
-        self._queues[handle] = []
+    def new_stream(self, context):
+        with self._lock:
+            handle = 1000 + len(self._queues)
+            self._queues[handle] = []
+            self._stream_ctx[handle] = context
         return handle
 
+    def stream_context(self, stream):
+        return self._stream_ctx[int(stream)]
+
     def enqueue(self, stream, event, work):
-        self.log.append((event, None))
-        self._queues[int(stream)].append(work)
+        with self._lock:
+            self.log.append((event, threading.current_thread().name))
+            self._queues[int(stream)].append(work)
 
     def memmove_later(self, stream, event, dst, src, nbytes):
         self.enqueue(stream, event, lambda: ctypes.memmove(int(dst), int(src), int(nbytes)))
 
     def synchronize(self, stream):
-        for work in self._queues[int(stream)]:
+        with self._lock:
+            queue, self._queues[int(stream)] = self._queues[int(stream)], []
+        for work in queue:
             work()
-        self._queues[int(stream)] = []
-        self.log.append(("sync", None))
+        with self._lock:
+            self.log.append(("sync", threading.current_thread().name))
 
     def events(self):
         return [e for e, _ in self.log]
 
 
+PYCUDA_NO_CONTEXT = "explicit_context_dependent failed: invalid device context - no currently active context?"
+
+
 def fake_pycuda_modules(gpu):
+    """pycuda.driver + pycuda.autoinit: a context is current only in the threads that pushed it (autoinit
+    makes one on device 0 at import and pushes it in the importing thread); work with no context or
+    another one current raises pycuda's LogicError."""
     driver = types.ModuleType("pycuda.driver")
+
+    class LogicError(FakeCudaError):
+        pass
+
+    def need_context():
+        context = gpu.driver_current()
+        if context is None:
+            raise LogicError(PYCUDA_NO_CONTEXT)
+        return context
+
+    def need_stream_context(stream, call):
+        context = gpu.driver_current()
+        if context is not gpu.stream_context(stream.handle):
+            raise LogicError("{} failed: invalid device context".format(call))
 
     class Stream(object):
         def __init__(self):
-            self.handle = gpu.new_stream()
+            self.handle = gpu.new_stream(need_context())
 
         def synchronize(self):
+            need_stream_context(self, "cuStreamSynchronize")
             gpu.synchronize(self.handle)
 
     class DeviceAllocation(object):
         def __init__(self, nbytes):
+            need_context()
             self.ptr = gpu.alloc(nbytes)
 
         def __int__(self):
@@ -343,9 +431,33 @@ def fake_pycuda_modules(gpu):
         def free(self):
             gpu.log.append(("free", None))
 
+    class Context(object):
+        def __init__(self, device, primary):
+            self.fake = gpu.primary(device) if primary else FakeContext(device, False)
+
+        def push(self):
+            gpu.stack().append(self.fake)
+
+        @staticmethod
+        def pop():
+            if not gpu.stack():
+                raise LogicError("cuCtxPopCurrent failed: invalid device context")
+            gpu.stack().pop()
+
+        def detach(self):  # letting go of a context still current here would destroy it under this thread
+            if self.fake in gpu.stack():
+                raise LogicError("cuDevicePrimaryCtxRelease while the context is current in this thread")
+            gpu.log.append(("detach", None))
+
     class Device(object):
         def __init__(self, index):
-            self.index = index
+            if not 0 <= int(index) < gpu.count:
+                raise LogicError("cuDeviceGet failed: invalid device ordinal")
+            self.index = int(index)
+
+        @staticmethod
+        def count():
+            return gpu.count
 
         def name(self):
             return gpu.name
@@ -353,43 +465,95 @@ def fake_pycuda_modules(gpu):
         def compute_capability(self):
             return gpu.cc
 
-    driver.Stream, driver.Device = Stream, Device
+        def make_context(self):
+            context = Context(self.index, False)
+            context.push()
+            return context
+
+        def retain_primary_context(self):
+            return Context(self.index, True)
+
+    def pagelocked_empty(shape, dtype):
+        need_context()
+        return np.empty(shape, dtype)
+
+    def htod(dest, src, stream):
+        need_stream_context(stream, "cuMemcpyHtoDAsync")
+        gpu.memmove_later(stream.handle, "htod", int(dest), src.ctypes.data, src.nbytes)
+
+    def dtoh(dest, src, stream):
+        need_stream_context(stream, "cuMemcpyDtoHAsync")
+        gpu.memmove_later(stream.handle, "dtoh", dest.ctypes.data, int(src), dest.nbytes)
+
+    driver.Stream, driver.Device, driver.Context, driver.LogicError = Stream, Device, Context, LogicError
     driver.init = lambda: None
     driver.mem_alloc = DeviceAllocation
-    driver.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)
-    driver.memcpy_htod_async = lambda dest, src, stream: gpu.memmove_later(
-        stream.handle, "htod", int(dest), src.ctypes.data, src.nbytes)
-    driver.memcpy_dtoh_async = lambda dest, src, stream: gpu.memmove_later(
-        stream.handle, "dtoh", dest.ctypes.data, int(src), dest.nbytes)
-    autoinit = types.ModuleType("pycuda.autoinit")
+    driver.pagelocked_empty = pagelocked_empty
+    driver.memcpy_htod_async, driver.memcpy_dtoh_async = htod, dtoh
     package = types.ModuleType("pycuda")
-    package.driver, package.autoinit = driver, autoinit
-    return {"pycuda": package, "pycuda.driver": driver, "pycuda.autoinit": autoinit,
-            "cuda": None, "cuda.cudart": None, "cuda.bindings": None}
+    package.driver = driver
+    package.__path__ = []
+
+    class AutoinitLoader(importlib.abc.Loader):  # pycuda.autoinit runs its body at import, in that thread
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            module.device = Device(0)
+            module.context = module.device.make_context()
+
+    class AutoinitFinder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "pycuda.autoinit" and sys.modules.get("pycuda") is package:
+                return importlib.util.spec_from_loader(name, AutoinitLoader())
+            return None
+
+    return {"pycuda": package, "pycuda.driver": driver, "cuda": None, "cuda.cudart": None,
+            "cuda.bindings": None}, AutoinitFinder()
 
 
 def fake_cudart_modules(gpu):
+    """cuda.cudart: the runtime binds the primary context of the thread's device on first use; work on a
+    stream of another context returns cudaErrorInvalidResourceHandle (400)."""
     rt = types.ModuleType("cuda.cudart")
-    ok = 0
+    ok, invalid_device, invalid_handle = 0, 101, 400
     rt.cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
-    rt.cudaSetDevice = lambda device: (ok,)
-    rt.cudaStreamCreate = lambda: (ok, gpu.new_stream())
-    rt.cudaMallocHost = lambda nbytes: (ok, gpu.alloc(nbytes))
-    rt.cudaMalloc = lambda nbytes: (ok, gpu.alloc(nbytes))
+
+    def set_device(device):
+        if not 0 <= int(device) < gpu.count:
+            return (invalid_device,)
+        gpu.set_device(int(device))
+        return (ok,)
+
+    def in_stream_context(stream):
+        return gpu.runtime_current() is gpu.stream_context(stream)
 
     def memcpy_async(dst, src, nbytes, kind, stream):
+        if not in_stream_context(stream):
+            return (invalid_handle,)
         gpu.memmove_later(stream, "htod" if kind == 1 else "dtoh", dst, src, nbytes)
         return (ok,)
 
+    def synchronize(stream):
+        if not in_stream_context(stream):
+            return (invalid_handle,)
+        gpu.synchronize(stream)
+        return (ok,)
+
+    rt.cudaSetDevice = set_device
+    rt.cudaGetDeviceCount = lambda: (ok, gpu.count)
+    rt.cudaStreamCreate = lambda: (ok, gpu.new_stream(gpu.runtime_current()))
+    rt.cudaMallocHost = lambda nbytes: (gpu.runtime_current(), ok, gpu.alloc(nbytes))[1:]
+    rt.cudaMalloc = lambda nbytes: (gpu.runtime_current(), ok, gpu.alloc(nbytes))[1:]
     rt.cudaMemcpyAsync = memcpy_async
-    rt.cudaStreamSynchronize = lambda stream: (gpu.synchronize(stream), ok)[1:]
+    rt.cudaStreamSynchronize = synchronize
     rt.cudaGetDeviceProperties = lambda device: (ok, types.SimpleNamespace(
         name=gpu.name.encode() + b"\0\0", major=gpu.cc[0], minor=gpu.cc[1]))
     rt.cudaFree = rt.cudaFreeHost = rt.cudaStreamDestroy = lambda x: (ok,)
     package = types.ModuleType("cuda")
     package.cudart = rt
     return {"cuda": package, "cuda.cudart": rt, "cuda.bindings": None,
-            "pycuda": None, "pycuda.driver": None, "pycuda.autoinit": None}
+            "pycuda": None, "pycuda.driver": None, "pycuda.autoinit": None}, None
 
 
 def _enum(name, **members):
@@ -582,6 +746,12 @@ def fake_tensorrt(version, gpu, calls, unsupported=("Reciprocal",)):
             return (batch,) + tuple(dict(self.engine.head["outputs"])[name][1:])
 
         def _enqueue(self, addresses, stream):
+            # TensorRT runs in the runtime API's current context: the engine's, and the stream's
+            current = gpu.runtime_current()
+            if current is not self.engine.context or gpu.stream_context(stream) is not current:
+                gpu.log.append(("trt-error", "Cuda Runtime (invalid resource handle)"))
+                return False
+
             def work():
                 feeds = {}
                 for name, shape in self.shapes.items():
@@ -637,6 +807,7 @@ def fake_tensorrt(version, gpu, calls, unsupported=("Reciprocal",)):
             self.output_names = [n for n, _ in self.head["outputs"]]
             self.names = self.input_names + self.output_names
             self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+            self.context = gpu.runtime_current()
 
         def create_execution_context(self):
             return Context(self)
@@ -735,13 +906,18 @@ def make_bundle(root, batch=(1, 2, 4), unsupported_op=None, graph_precision="fp3
 
 @pytest.fixture
 def fake_device(monkeypatch):
-    """Install fake tensorrt + CUDA binding modules: fake_device(version, cuda='pycuda'|'cudart', cc=(8, 7))."""
-    def install(version, cuda="pycuda", cc=(8, 7), name="Fake Orin"):
-        gpu, calls = FakeGPU(name, cc), []
-        modules = fake_pycuda_modules(gpu) if cuda == "pycuda" else fake_cudart_modules(gpu)
+    """Install fake tensorrt + CUDA binding modules: fake_device(version, cuda='pycuda'|'cudart', cc=(8, 7),
+    name='Fake Orin', count=1 (GPUs)) -> (FakeGPU, list of recorded TensorRT calls)."""
+    def install(version, cuda="pycuda", cc=(8, 7), name="Fake Orin", count=1):
+        gpu, calls = FakeGPU(name, cc, count), []
+        modules, finder = fake_pycuda_modules(gpu) if cuda == "pycuda" else fake_cudart_modules(gpu)
         modules["tensorrt"] = fake_tensorrt(version, gpu, calls)
         for key, value in modules.items():
             monkeypatch.setitem(sys.modules, key, value)
+        if finder is not None:  # pycuda.autoinit is imported for real, making its context in that thread
+            monkeypatch.delitem(sys.modules, "pycuda.autoinit", raising=False)
+            monkeypatch.setattr(sys, "meta_path", [finder] + sys.meta_path)
+        monkeypatch.setattr(cuda_mem, "_OWNERS", {}, raising=False)  # no context owner outlives its fake
         return gpu, calls
     return install
 
@@ -906,3 +1082,115 @@ def test_calibration_caches_are_refused_on_tensorrt_10(tmp_path, fake_device):
     with pytest.raises(JetgenError, match="calibration caches are not used with TensorRT 10.3"):
         trt_backend.TrtSession(os.path.join(bundle, "decoder.onnx"), manifest["graphs"]["decoder"], bundle,
                                precision="int8", calibration_cache=str(cache))
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA contexts and threads
+
+def _in_thread(func):
+    """Run ``func()`` in a new thread; return what it returned or raise what it raised."""
+    out = {}
+
+    def body():
+        try:
+            out["value"] = func()
+        except BaseException as err:  # handed to the caller
+            out["error"] = err
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(30)
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def test_the_fake_pycuda_binds_its_context_to_the_importing_thread(fake_device):
+    fake_device("8.2.1", "pycuda")
+    import pycuda.autoinit  # noqa: F401  (the fake makes its context here, in this thread)
+    import pycuda.driver as cuda
+    stream = cuda.Stream()
+    host = np.zeros(4, np.float32)
+    device = cuda.mem_alloc(host.nbytes)
+    cuda.memcpy_htod_async(device, host, stream)  # fine here
+    with pytest.raises(cuda.LogicError, match="explicit_context_dependent failed: invalid device context"):
+        _in_thread(lambda: cuda.mem_alloc(16))
+    with pytest.raises(cuda.LogicError, match="invalid device context"):
+        _in_thread(lambda: cuda.memcpy_htod_async(device, host, stream))
+    pycuda.autoinit.context.push()  # pushing makes it current: what jetgen's context owner does
+    cuda.Context.pop()
+
+
+@pytest.mark.parametrize("version,cuda,device,count", [("8.2.1", "pycuda", None, 1), ("8.6.2", "pycuda", "cuda:1", 2),
+                                                       ("10.3", "cudart", None, 1), ("10.3", "cudart", "cuda:1", 2)])
+def test_a_session_opened_in_one_thread_runs_and_closes_in_others(tmp_path, fake_device, version, cuda, device, count):
+    gpu, _ = fake_device(version, cuda, count=count)
+    bundle, manifest = make_bundle(tmp_path)
+    path = os.path.join(bundle, "decoder.onnx")
+    session = _in_thread(lambda: trt_backend.TrtSession(path, manifest["graphs"]["decoder"], bundle))
+    rng = np.random.RandomState(0)
+    feeds = [{"z": rng.standard_normal((3, Z)).astype(np.float32), "y": np.eye(Y, dtype=np.float32)[[0, 1, 2]]}
+             for _ in range(6)]
+    got = [None] * len(feeds)
+
+    def work(i):
+        got[i] = session.run(feeds[i])["x"]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(feeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i, f in enumerate(feeds):
+        np.testing.assert_allclose(got[i], _reference(bundle, "decoder", f)["x"], rtol=1e-6)
+    assert "trt-error" not in gpu.events()
+    _in_thread(session.close)
+    assert cuda_mem._OWNERS == {}
+    with pytest.raises(JetgenError, match="session is closed"):
+        session.run(feeds[0])
+
+
+@pytest.mark.parametrize("text,index", [(None, 0), ("", 0), ("cuda", 0), ("GPU", 0), ("cuda:2", 2), ("1", 1), (3, 3)])
+def test_parse_device_for_tensorrt(text, index):
+    assert cuda_mem.parse_device(text) == index
+
+
+@pytest.mark.parametrize("cuda,device,options,words", [
+    ("pycuda", "cpu", {}, "TensorRT runs on the GPU only; for the CPU use --backend ort"),
+    ("pycuda", "tensorrt", {}, "ONNX Runtime's TensorRT provider (--backend ort)"),
+    ("pycuda", "cuda:x", {}, "Cannot read device 'cuda:x'"),
+    ("pycuda", "cuda:3", {}, "CUDA device 3 does not exist: this machine has 1"),
+    ("cudart", "cuda:3", {}, "CUDA device 3 does not exist: this machine has 1"),
+    ("pycuda", None, {"cuda_api": "cudart"}, "cudart was asked for but is not installed; pycuda is"),
+    ("cudart", None, {"cuda_api": "pycuda"}, "pycuda was asked for but is not installed; cuda-python is"),
+    ("cudart", None, {"cuda_api": "numba"}, "Unknown CUDA binding 'numba'"),
+])
+def test_device_and_binding_mismatches_are_sentences(tmp_path, fake_device, cuda, device, options, words):
+    fake_device("10.3" if cuda == "cudart" else "8.2.1", cuda)
+    bundle, manifest = make_bundle(tmp_path)
+    with pytest.raises(JetgenError) as err:
+        trt_backend.TrtSession(os.path.join(bundle, "decoder.onnx"), manifest["graphs"]["decoder"], bundle,
+                               device=device, **options)
+    assert words in str(err.value)
+    assert cuda_mem._OWNERS == {}
+
+
+def test_a_binding_that_cannot_open_the_device_is_a_sentence(tmp_path, fake_device, monkeypatch):
+    fake_device("8.2.1", "pycuda")
+
+    def broken():
+        raise sys.modules["pycuda.driver"].LogicError("cuInit failed: no CUDA-capable device is detected")
+    monkeypatch.setattr(sys.modules["pycuda.driver"], "init", broken)
+    bundle, manifest = make_bundle(tmp_path)
+    with pytest.raises(JetgenError, match="Cannot open CUDA device 0 through pycuda: cuInit failed.*nvidia-smi"):
+        trt_backend.TrtSession(os.path.join(bundle, "decoder.onnx"), manifest["graphs"]["decoder"], bundle)
+
+
+def test_cli_backend_trt_device_cuda_runs_and_device_cpu_is_a_sentence(tmp_path, fake_device):
+    fake_device("10.3", "cudart")
+    bundle, _ = make_bundle(tmp_path)
+    out = str(tmp_path / "x.npy")
+    ok = _cli(["sample", bundle, "--backend", "trt", "--device", "cuda", "-n", "2", "--label", "1", "--seed", "0",
+               "-o", out])
+    assert ok.exit_code == 0, ok.output
+    assert np.load(out).shape == (2,) + SHAPE
+    bad = _cli(["sample", bundle, "--backend", "trt", "--device", "cpu", "-n", "2", "--label", "1", "-o", out])
+    assert bad.exit_code == 1 and "TensorRT runs on the GPU only" in bad.output and "Traceback" not in bad.output

@@ -30,6 +30,7 @@ COMMANDS = {
     "verify": ("jetgen.cli.verify:verify", "Check a bundle's graphs here against its golden vectors."),
     "triton": ("jetgen.cli.triton:triton", "Write a bundle as an NVIDIA Triton Inference Server model repository."),
     "sign": ("jetgen.cli.sign:sign", "Sign a bundle with a shared key, so boards holding it accept it."),
+    "selftest": ("jetgen.cli.selftest:selftest", "Prove this board runs jetgen (ort and TensorRT); write a report."),
 }
 
 

@@ -91,24 +91,24 @@ def build(ctx, bundle, precision, which, workspace_mb, force, as_json):
     if which != "all" and which not in manifest["graphs"]:
         raise JetgenError("{} has no {} graph; it has: {}.".format(bundle, which, ", ".join(sorted(manifest["graphs"]))))
     trt = trt_api.import_tensorrt()
-    memory = cuda_mem.open_memory()
+    memory = cuda_mem.open_memory()  # builds and checks run in the device's one CUDA context
     try:
-        device = memory.device_info()
+        with memory.active():
+            device = memory.device_info()
+            rows = []
+            for name in names:
+                graph = manifest["graphs"][name]
+                onnx_path = opened.graph_path(name)
+                result = trt_build.ensure_engine(onnx_path, graph, bundle, precision, device,
+                                                 workspace_mb=workspace_mb, force=force)
+                result.pop("engine_bytes", None)
+                result["engine_file"] = os.path.relpath(result["engine"], bundle)
+                result["verified"], result["problem"] = verify_engine(opened, name, result, workspace_mb)
+                if result["problem"]:
+                    result["status"] = "deleted"
+                rows.append(result)
     finally:
         memory.close()
-
-    rows = []
-    for name in names:
-        graph = manifest["graphs"][name]
-        onnx_path = opened.graph_path(name)
-        result = trt_build.ensure_engine(onnx_path, graph, bundle, precision, device,
-                                         workspace_mb=workspace_mb, force=force)
-        result.pop("engine_bytes", None)
-        result["engine_file"] = os.path.relpath(result["engine"], bundle)
-        result["verified"], result["problem"] = verify_engine(opened, name, result, workspace_mb)
-        if result["problem"]:
-            result["status"] = "deleted"
-        rows.append(result)
 
     # leftovers of interrupted builds (temporaries, engines without a sidecar) go; built engines stay
     engine_cache.cleanup_engines(bundle)

@@ -16,10 +16,13 @@ def jetson_line(j):
         return "{}; L4T release not found".format(board)
     release = j["release"]
     if release is None:
-        return "{}; L4T {} (from {}), not a release jetgen supports: flash JetPack 4.6 or newer".format(
-            board, j["l4t"], j["l4t_source"])
-    return "{}; L4T {} = JetPack {} (Python {}, CUDA {}, TensorRT {})".format(
-        board, j["l4t"], release["jetpack"], release["python"], release["cuda"], release["tensorrt"])
+        from jetgen.doctor import release_advice
+        return "{}; L4T {} (from {}), not a release jetgen supports: {}".format(
+            board, j["l4t"], j["l4t_source"], release_advice(j["l4t"]))
+    listed = "" if release.get("exact", True) else " (not in jetson/releases.tsv: taken as its nearest listed " \
+        "release R{})".format(release["l4t"])
+    return "{}; L4T {}{} = JetPack {} (Python {}, CUDA {}, TensorRT {})".format(
+        board, j["l4t"], listed, release["jetpack"], release["python"], release["cuda"], release["tensorrt"])
 
 
 def format_report(r):

@@ -47,7 +47,8 @@ def backend_options(func):
                      help=", ".join("{}: {}".format(n, backends.get(n)["title"]) for n in backends.names()) + "."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=None,
                      help="Run precision (default: the bundle's; trt: the fastest the GPU runs safely)."),
-        click.option("--device", default=None, help="ort: cpu, cuda, cuda:N or tensorrt (default: best of cuda, cpu)."),
+        click.option("--device", default=None, help="ort: cpu, cuda, cuda:N or tensorrt (default: best of cuda, cpu); "
+                     "trt: cuda or cuda:N (default: the first GPU)."),
         click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None, help="CPU threads (ort)."),
     ]
     for option in reversed(options):

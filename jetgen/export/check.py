@@ -3,8 +3,9 @@
 No TensorRT needed. The checks read the graph, the target row (jetgen.runtime.targets) and the
 parser's support tables (jetgen.export.parser_tables):
 - opset of the default domain against the target's range; ops from other domains;
-- each op against the parser of the target's TensorRT version, inputs it needs constant,
-  INT64 tensors (cast and clamped to INT32 before TensorRT 9), randomness inside the graph;
+- each op against the parser of the target's TensorRT version, inputs it needs constant, the
+  attribute and value limits of its importer (Resize modes, ConvTranspose rank, QDQ zero points,
+  TopK's sorted and K: ``parser_tables.ATTRIBUTE_LIMITS``), INT64 tensors (cast and clamped to INT32 before TensorRT 9), randomness inside the graph;
 - dynamic dimensions: only axis 0 (batch) may be dynamic, and it needs a batch range;
 - precision against the hardware (int8 on Nano/TX2), fp16 range of the weights and, given a
   calibration array, of the activations; QDQ ops;
@@ -135,6 +136,7 @@ def check_graph(model, target_row, graph="model", precision="fp32", batch=None,
     _report_requirements(model, opset, add)
     constants = _constant_names(model.graph)
     _check_ops(model.graph, key, trt_name, constants, target_row, opset, precision, add)
+    _check_attributes(model.graph, key, trt_name, add)
 
     batch = _check_dims(model.graph, batch, batch_required, add)
     inferred = _infer_with_batch(model, batch["max"] if batch else 1, add)
@@ -256,6 +258,85 @@ def _check_ops(graph, key, trt_name, constants, row, opset, precision, add):
         elif precision != "int8":
             add("warning", where, "the graph is quantised (QDQ) but the precision is {}".format(precision),
                 "build with precision int8 or export the graph without QDQ ops")
+
+
+def _constant_values(graph):
+    """name -> numpy array of every initializer and Constant node output (with a ``value`` tensor)."""
+    values = {}
+    for g in _walk_graphs(graph):
+        for init in g.initializer:
+            values[init.name] = numpy_helper.to_array(init)
+    for node in _walk_nodes(graph):
+        if node.op_type == "Constant" and node.domain in trt_support.DEFAULT_DOMAINS and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    return values
+
+
+def _attribute(node, name, default):
+    for attr in node.attribute:
+        if attr.name == name:
+            value = onnx.helper.get_attribute_value(attr)
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return default
+
+
+def _spatial_dims(node, values):
+    """The spatial rank of a convolution-like node: len(kernel_shape), else its weight's rank - 2; None
+    when neither is known."""
+    kernel = _attribute(node, "kernel_shape", None)
+    if kernel:
+        return len(kernel)
+    weight = values.get(node.input[1]) if len(node.input) > 1 else None
+    return weight.ndim - 2 if weight is not None else None
+
+
+def _input_value(node, index, values):
+    return values.get(node.input[index]) if len(node.input) > index and node.input[index] else None
+
+
+def _rule_problem(rule, node, values):
+    """What breaks ``rule`` (a parser_tables.ATTRIBUTE_LIMITS entry) in ``node``, or None."""
+    kind = rule["kind"]
+    if kind in ("attr_in", "attr_equals"):
+        value = _attribute(node, rule["attr"], rule["default"])
+        ok = value in rule["allowed"] if kind == "attr_in" else value == rule["value"]
+        if not ok:
+            wanted = ", ".join(rule["allowed"]) if kind == "attr_in" else repr(rule["value"])
+            return "{}={!r} is not imported (allowed: {})".format(rule["attr"], value, wanted)
+    elif kind == "spatial_dims":
+        dims = _spatial_dims(node, values)
+        if dims is not None and dims not in rule["allowed"]:
+            return "a {}-D {} is not imported (allowed: {}-D)".format(
+                dims, node.op_type, "/".join(str(d) for d in rule["allowed"]))
+    elif kind == "zero_point":
+        value = _input_value(node, rule["input"], values)
+        if value is not None and np.any(np.asarray(value) != 0):
+            return "zero point {} is not 0".format(np.asarray(value).reshape(-1)[:4].tolist())
+    elif kind == "const_at_most":
+        value = _input_value(node, rule["input"], values)
+        if value is not None and np.asarray(value).size and int(np.max(value)) > rule["max"]:
+            return "{} {} is above the limit of {}".format(node.input[rule["input"]], int(np.max(value)), rule["max"])
+    else:
+        raise ValueError("unknown rule kind {!r} in parser_tables.ATTRIBUTE_LIMITS".format(kind))
+    return None
+
+
+def _check_attributes(graph, key, trt_name, add):
+    """An error per node that breaks an attribute or value limit of the target's parser table."""
+    limits = trt_support.ATTRIBUTE_LIMITS.get(key, {})
+    if not limits:
+        return
+    values = _constant_values(graph)
+    for node in _walk_nodes(graph):
+        if node.domain not in trt_support.DEFAULT_DOMAINS:
+            continue
+        for rule in limits.get(node.op_type, ()):
+            problem = _rule_problem(rule, node, values)
+            if problem:
+                add("error", _node_where(node), "{}: {} for the {} ONNX parser ({})".format(
+                    node.op_type, problem, trt_name, rule["why"]), rule["fix"])
 
 
 def _shape_of(value_info):

@@ -147,3 +147,59 @@ def table_key(major, minor):
         if kv <= (major, minor) and (best is None or kv > best[0]):
             best = (kv, key)
     return best[1] if best else None
+
+
+# Attribute and value limits the parser imposes beyond op names and constant inputs, per table:
+# table -> op -> [rule, ...]. Each rule is a dict with a "kind" (how jetgen.export.check reads it),
+# its parameters, "why" (the restriction as the operators.md tables state it, or "not confirmed") and
+# "fix". Kinds:
+#   attr_in         attribute ``attr`` (``default`` when absent) must be one of ``allowed``
+#   attr_equals     attribute ``attr`` (``default`` when absent) must equal ``value``
+#   spatial_dims    the op's spatial rank (its weight's rank - 2, or len(kernel_shape)) in ``allowed``
+#   zero_point      input ``input`` (the zero point), when constant, must be all zeros
+#   const_at_most   input ``input``, when constant, must be at most ``max``
+_RESIZE_COORDS = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners")
+_RESIZE_NEAREST = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
+_RESIZE_FIX = "export the resize with a supported mode (nearest or linear, e.g. F.interpolate(mode='bilinear'))"
+_SYMMETRIC = {"kind": "zero_point", "input": 2,
+              "why": "TensorRT quantises symmetrically only: zero points must be 0",
+              "fix": "quantise symmetrically (zero point 0), e.g. per-channel symmetric weights"}
+_DECONV = {"kind": "spatial_dims", "allowed": (1, 2, 3),
+           "why": "2D or 3D deconvolutions only (1-D is unsqueezed to 2-D by the importer: not confirmed)",
+           "fix": "reshape to a 2-D or 3-D transposed convolution before export"}
+_TOPK_K = {"kind": "const_at_most", "input": 1, "max": 3840,
+           "why": "TensorRT's TopK layer takes K up to 3840", "fix": "take fewer than 3841 elements, or sort instead"}
+
+
+def _limits(resize_modes, topk_sorted):
+    rules = {
+        "Resize": [
+            {"kind": "attr_in", "attr": "mode", "default": "nearest", "allowed": resize_modes,
+             "why": "supported resize modes", "fix": _RESIZE_FIX},
+            {"kind": "attr_in", "attr": "coordinate_transformation_mode", "default": "half_pixel",
+             "allowed": _RESIZE_COORDS, "why": "supported resize transformation modes",
+             "fix": "export with half_pixel, asymmetric or align_corners (tf_crop_and_resize is not imported)"},
+            {"kind": "attr_in", "attr": "nearest_mode", "default": "round_prefer_floor", "allowed": _RESIZE_NEAREST,
+             "why": "supported nearest modes", "fix": _RESIZE_FIX},
+        ],
+        "ConvTranspose": [_DECONV],
+        "QuantizeLinear": [_SYMMETRIC],
+        "DequantizeLinear": [_SYMMETRIC],
+        "TopK": [_TOPK_K],
+    }
+    if topk_sorted:
+        rules["TopK"] = rules["TopK"] + [{
+            "kind": "attr_equals", "attr": "sorted", "default": 1, "value": 1,
+            "why": "TopK returns sorted values only (sorted=0 is not supported)",
+            "fix": "export TopK with sorted=True (torch.topk's default)"}]
+    return rules
+
+
+# Resize: nearest and linear in every table; cubic from 8.5 (not confirmed for 8.5/8.6: the 8.5 table
+# lists "cubic" under Resize's supported modes). TopK's sorted=0 restriction is in the 10.x tables.
+ATTRIBUTE_LIMITS = {
+    "8.2": _limits(("nearest", "linear"), topk_sorted=False),
+    "8.5": _limits(("nearest", "linear", "cubic"), topk_sorted=False),
+    "8.6": _limits(("nearest", "linear", "cubic"), topk_sorted=False),
+    "10.3": _limits(("nearest", "linear", "cubic"), topk_sorted=True),
+}

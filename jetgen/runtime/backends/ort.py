@@ -4,7 +4,9 @@ Providers: ``providers=[...]`` (names, as ONNX Runtime spells them) wins; otherw
 ``"cpu"``; ``"cuda"`` or ``"cuda:N"``; ``"tensorrt"`` (TensorRT EP, then CUDA, then CPU); None picks
 CUDA when this onnxruntime has it, else CPU (the TensorRT EP is opt-in because its first run builds
 engines, minutes on a Nano). TensorRT EP engines are cached in ``BUNDLE/engines/ort-trt/``, built in
-fp16 when ``precision`` is fp16. On a GPU, inputs and outputs go through I/O binding; on CPU a plain
+fp16 when ``precision`` is fp16, for the manifest's whole batch range where this onnxruntime takes
+explicit profile shapes (:func:`trt_profile_options`; otherwise the EP rebuilds whenever a batch falls
+outside the sizes it has seen). On a GPU, inputs and outputs go through I/O binding; on CPU a plain
 ``run``. onnxruntime is imported here, inside the constructor only. Python 3.6 compatible.
 
 Options: ``providers``, ``intra_op_threads`` (default: the CPUs available, at most 8), ``inter_op_threads``, ``graph_optimization``
@@ -18,13 +20,39 @@ import numpy as np
 from jetgen.errors import JetgenError
 from jetgen.runtime.feeds import check_feeds, sample_shape
 from jetgen.runtime.requirements import check_onnxruntime
-from jetgen.spec import check_graph_interface
+from jetgen.spec import check_graph_interface, version_tuple
 
 MISSING = ("The ONNX Runtime backend needs onnxruntime: install onnxruntime, or on a Jetson NVIDIA's "
            "onnxruntime-gpu wheel: see jetson/README.md.")
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+# TensorRT EP options by the first ONNX Runtime release that takes them (its TensorRT EP docs)
+TRT_EP_OPTIONS_SINCE = {"trt_profile_min_shapes": (1, 15), "trt_profile_opt_shapes": (1, 15),
+                        "trt_profile_max_shapes": (1, 15)}
+_PROFILE_KEYS = (("trt_profile_min_shapes", "min"), ("trt_profile_opt_shapes", "opt"),
+                 ("trt_profile_max_shapes", "max"))
+
+
+def trt_profile_options(graph, ort_version):
+    """The TensorRT EP's explicit optimisation profile for a manifest ``graph``: {'trt_profile_min_shapes':
+    'z:1x4,y:1x3', 'trt_profile_opt_shapes': ..., 'trt_profile_max_shapes': ...} from its batch range
+    (min/opt/max; opt defaults to max, max to min when absent) and fixed per-example shapes; {} for an
+    ONNX Runtime older than these options (1.15) or a version that cannot be read."""
+    version = version_tuple(ort_version or "")
+    if version is None:
+        return {}
+    batch = graph.get("batch") or {}
+    low = int(batch.get("min", 1))
+    high = int(batch.get("max") or low)
+    sizes = {"min": low, "opt": int(batch.get("opt") or high), "max": high}
+    out = {}
+    for key, which in _PROFILE_KEYS:
+        if tuple(version[:2]) < TRT_EP_OPTIONS_SINCE[key]:
+            continue
+        out[key] = ",".join("{}:{}".format(t["name"], "x".join(str(d) for d in (sizes[which],) + sample_shape(t)))
+                            for t in graph["inputs"])
+    return out
 
 
 def default_threads(cap=8):
@@ -128,6 +156,7 @@ class OrtSession(object):
                         "trt_engine_cache_path": cache, "trt_fp16_enable": precision == "fp16"}
                 if trt_workspace_mb:
                     opts["trt_max_workspace_size"] = int(trt_workspace_mb) * 1024 * 1024
+                opts.update(trt_profile_options(graph, getattr(ort, "__version__", "")))
                 opts.update(trt_options or {})
                 options.append(opts)
             elif p == CUDA_EP:

@@ -7,6 +7,9 @@ The engine is loaded from, or built into, the bundle's engine cache (jetgen.runt
 Buffers are allocated once for the profile's largest batch. Each call follows the hardware's order,
 as TensorRT's samples/python/common.py does: set the input shapes, copy inputs in, execute, copy
 outputs out, synchronise. Batches come within the profile's range (``Model.run`` chunks them).
+Every call that touches the GPU (open, ``run``, ``hold``, ``close``) runs inside the device's one CUDA
+context owner (``cuda_mem.DeviceContext.active()``), so a session opened in one thread serves calls
+from any other (``jetgen serve``'s request and job threads) and one thread at a time uses the device.
 TensorRT 8.0-8.4 are driven through bindings (execute_async_v2), 8.5 and newer
 through named tensors (execute_async_v3), as jetgen.runtime.backends.trt.api says. Python 3.6 compatible;
 tensorrt, pycuda and cuda are imported only inside functions.
@@ -108,29 +111,34 @@ class TrtSession(object):
         self.providers = ["tensorrt"]
         self._shapes = {e["name"]: sample_shape(e) for e in list(graph["inputs"]) + list(graph["outputs"])}
         self._batch = trt_build.batch_range(graph)
-        # The CUDA context must exist before TensorRT deserializes on it.
+        # The CUDA context must exist, and be current, before TensorRT deserializes on it.
         self._mem = cuda_mem.open_memory(prefer=cuda_api, device=device)
         try:
-            result = trt_build.ensure_engine(onnx_path, graph, bundle_dir, precision, self._mem.device_info(),
-                                             workspace_mb=workspace_mb, force=force,
-                                             calibration_cache=calibration_cache)
-            self.engine_info = {k: v for k, v in result.items() if k != "engine_bytes"}
-            self._runtime = trt.Runtime(trt_build._logger(trt))
-            engine = self._runtime.deserialize_cuda_engine(result["engine_bytes"])
-            if engine is None:
-                raise JetgenError("TensorRT could not load the engine {}; build it again with "
-                                  "`jetgen build --force`.".format(result["engine"]))
-            self._io = _TensorIO(engine) if api["io"] == "tensors" else _BindingIO(engine)
-            if sorted(self._io.inputs) != sorted(self.input_names) or \
-                    sorted(self._io.outputs) != sorted(self.output_names):
-                raise JetgenError("The engine's tensors ({} -> {}) do not match the manifest ({} -> {}); "
-                                  "build it again with `jetgen build --force`.".format(
-                                      ", ".join(self._io.inputs), ", ".join(self._io.outputs),
-                                      ", ".join(self.input_names), ", ".join(self.output_names)))
-            self._allocate()
+            with self._mem.active():
+                self._open(trt, api, onnx_path, graph, bundle_dir, precision, workspace_mb, force, calibration_cache)
         except BaseException:
-            self._mem.close()
+            self._release()
             raise
+
+    def _open(self, trt, api, onnx_path, graph, bundle_dir, precision, workspace_mb, force, calibration_cache):
+        """Engine (cached or built), execution context and buffers; inside the device's context."""
+        result = trt_build.ensure_engine(onnx_path, graph, bundle_dir, precision, self._mem.device_info(),
+                                         workspace_mb=workspace_mb, force=force,
+                                         calibration_cache=calibration_cache)
+        self.engine_info = {k: v for k, v in result.items() if k != "engine_bytes"}
+        self._runtime = trt.Runtime(trt_build._logger(trt))
+        engine = self._runtime.deserialize_cuda_engine(result["engine_bytes"])
+        if engine is None:
+            raise JetgenError("TensorRT could not load the engine {}; build it again with "
+                              "`jetgen build --force`.".format(result["engine"]))
+        self._io = _TensorIO(engine) if api["io"] == "tensors" else _BindingIO(engine)
+        if sorted(self._io.inputs) != sorted(self.input_names) or \
+                sorted(self._io.outputs) != sorted(self.output_names):
+            raise JetgenError("The engine's tensors ({} -> {}) do not match the manifest ({} -> {}); "
+                              "build it again with `jetgen build --force`.".format(
+                                  ", ".join(self._io.inputs), ", ".join(self._io.outputs),
+                                  ", ".join(self.input_names), ", ".join(self.output_names)))
+        self._allocate()
 
     def _allocate(self):
         """Pinned host and device buffers for every tensor, sized for the profile's largest batch."""
@@ -144,6 +152,7 @@ class TrtSession(object):
 
     # Model.complete keeps target, mask and labels on the device for a whole optimisation (hold/release)
     device_resident = True
+    _io = _runtime = _mem = None  # set while open
     _held = None  # (batch, names) of inputs already on the device
 
     def hold(self, feeds):
@@ -156,9 +165,10 @@ class TrtSession(object):
             raise JetgenError("Only this engine's inputs ({}) can be held on the device, not {}.".format(
                 ", ".join(self.input_names), ", ".join(unknown) or "nothing"))
         n, arrays = check_feeds(feeds, names, self._shapes, "this engine's", (self._batch[0], self._batch[2]))
-        for name in names:
-            self._copy_in(name, arrays[name])
-        self._mem.synchronize()
+        with self._live().active():
+            for name in names:
+                self._copy_in(name, arrays[name])
+            self._mem.synchronize()
         self._held = (n, frozenset(names))
 
     def release(self):
@@ -175,7 +185,14 @@ class TrtSession(object):
         if held and n != held_batch:
             raise JetgenError("This engine holds inputs of batch {} on the device, but got a batch of {}.".format(
                 held_batch, n))
-        return self._run_batch(arrays, n)
+        with self._live().active():
+            return self._run_batch(arrays, n)
+
+    def _live(self):
+        """The memory object; JetgenError once the session is closed."""
+        if self._mem is None or self._io is None:
+            raise JetgenError("This TensorRT session is closed; open the model again.")
+        return self._mem
 
     def _copy_in(self, name, array):
         """Host -> device through the pinned buffer, on the stream (asynchronous)."""
@@ -210,11 +227,20 @@ class TrtSession(object):
         return {name: np.array(view, dtype=np.float32).reshape(shape) for name, (view, shape) in views.items()}
 
     def close(self):
-        """Free the GPU buffers and the stream; the session cannot run afterwards."""
-        self._io = None  # the execution context goes before the memory it points at
-        if getattr(self, "_mem", None) is not None:
-            self._mem.close()
-            self._mem = None
+        """Free the engine, the GPU buffers and the stream (in the device's context, from whichever thread
+        calls); the session cannot run afterwards."""
+        self._release()
+
+    def _release(self):
+        memory = getattr(self, "_mem", None)
+        if memory is None:
+            return
+        with memory.active():
+            # the execution context goes before the engine, the engine before the memory it points at
+            self._io = None
+            self._runtime = None
+        memory.close()  # frees in the context, then lets go of it (never while it is current here)
+        self._mem = None
 
     def __enter__(self):
         return self
