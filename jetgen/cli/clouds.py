@@ -68,7 +68,8 @@ def complete_points(model, input_path, out, png_path, **options):
     result = model.complete(partial, **options)
     paths = save_points_output(model, out, result.x, titles=["completed"])
     if png_path is not None:
-        render_sheet(png_path, [partial, result.x[0]], [None, decoded_colours(model, 1)[0]], ["partial", "completed"])
+        render_sheet(png_path, [partial, result.x[0]], [None, decoded_colours(model, 1)[0]], ["partial", "completed"],
+                     [None, model.faces])
         paths.append(png_path)
     return {"out": out, "files": paths, "input": input_path, "input_points": len(partial), "steps": result.steps,
             "loss_start": float(result.history[0][0]), "loss": float(result.loss[0]),

@@ -332,3 +332,49 @@ def depth_points(depth_path, intrinsics_path, depth_scale=None, mask_path=None, 
             "pixels_with_depth": int((depth > 0).sum()), "points": int(len(points)),
             "frame": "world" if extrinsics is not None else "camera"}
     return points, info
+
+
+# -- writing and simulating depth images -----------------------------------------------------------
+NOISE_AT_1M = 0.002  # metres: depth noise sigma of a structured-light or stereo sensor at 1 m (grows with d^2)
+DROPOUT = 0.02  # fraction of readings lost at random
+EDGE_DROPOUT = 0.5  # fraction of readings lost next to a depth jump (silhouettes)
+EDGE_JUMP = 0.05  # metres: a neighbour this much farther (or missing) makes a pixel an edge pixel
+
+
+def depth_units(depth, scale=PNG_DEPTH_SCALE):
+    """A depth image (H, W) in metres as uint16 units of ``scale`` metres (rounded; 0 = no reading).
+    JetgenError for readings beyond what 16 bits hold at that scale."""
+    depth = np.asarray(depth, dtype=np.float64)
+    units = np.round(np.where(np.isfinite(depth) & (depth > 0), depth, 0.0) / float(scale))
+    if units.size and units.max() > 65535:
+        raise JetgenError("Depths up to {:g} m do not fit a 16-bit PNG at {:g} m per unit; use a larger scale.".format(
+            float(depth.max()), scale))
+    return units.astype(np.uint16)
+
+
+def write_depth_png(path, depth, scale=PNG_DEPTH_SCALE):
+    """Write a depth image (H, W) in metres as a 16-bit grey PNG of ``scale`` metres per unit (the
+    file ``read_depth`` reads back), atomically, with the built-in PNG writer."""
+    from jetgen.atomic import atomic_write_bytes
+    from jetgen.runtime.images import encode_png
+
+    atomic_write_bytes(path, encode_png(depth_units(depth, scale)))
+
+
+def simulate_sensor(depth, rng, noise_at_1m=NOISE_AT_1M, dropout=DROPOUT, edge_dropout=EDGE_DROPOUT,
+                    scale=PNG_DEPTH_SCALE):
+    """What an RGB-D sensor would report for an ideal depth image (H, W) (metres, 0 = nothing):
+    Gaussian noise with sigma = ``noise_at_1m`` * d^2, readings lost at random (``dropout``) and
+    more often next to a depth jump (``edge_dropout``), then quantised to ``scale`` (16-bit mm).
+    ``rng`` a numpy RandomState. Returns float32 metres (0 = no reading)."""
+    depth = np.asarray(depth, dtype=np.float64)
+    valid = depth > 0
+    noisy = depth + rng.standard_normal(depth.shape) * noise_at_1m * depth ** 2
+    padded = np.pad(np.where(valid, depth, np.inf), 1, mode="edge")
+    h, w = depth.shape
+    edge = np.zeros(depth.shape, dtype=bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        edge |= padded[dy:dy + h, dx:dx + w] - depth > EDGE_JUMP
+    lost = rng.uniform(size=depth.shape) < np.where(edge, edge_dropout, dropout)
+    keep = valid & ~lost & (noisy > 0)
+    return (depth_units(np.where(keep, noisy, 0.0), scale) * scale).astype(np.float32)
