@@ -3,6 +3,7 @@
 layouts, refusals, back-projection, a rendered view back-projected onto its mesh, the transform's
 gradient against finite differences, and a known similarity transform recovered from a rendered scan."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from jetgen.runtime import depth as rd
 from jetgen.runtime import pose
 from jetgen.runtime.images import write_png
 from jetgen.runtime.raster import render_depth, render_mesh_view
+from jetgen.runtime.shapes import chamfer_one_sided, read_points
 
 CAM = rd.Intrinsics(200.0, 210.0, 79.5, 59.5, 160, 120)
 
@@ -251,3 +253,77 @@ def test_a_known_similarity_transform_is_recovered_from_a_rendered_scan():
     assert result.chamfer < 1e-4 and result.history[-1] < result.history[0]
     report = result.as_dict()
     np.testing.assert_allclose(np.array(report["matrix"])[:3, :3], scale * rotation, atol=0.03)
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+def uv_ellipsoid(axes, rings=16, sectors=24):
+    """A closed ellipsoid mesh (vertices, faces) with semi-axes ``axes``, in numpy."""
+    theta = np.linspace(0, np.pi, rings + 1)[1:-1]
+    phi = np.linspace(0, 2 * np.pi, sectors, endpoint=False)
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    ring = np.stack([np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)], axis=-1).reshape(-1, 3)
+    v = np.concatenate([[[0, 1, 0]], ring, [[0, -1, 0]]]) * np.asarray(axes)
+    faces = []
+    for s in range(sectors):
+        n = (s + 1) % sectors
+        faces.append((0, 1 + n, 1 + s))
+        for r in range(rings - 2):
+            a, b = 1 + r * sectors + s, 1 + r * sectors + n
+            faces.extend([(a, b, b + sectors), (a, b + sectors, a + sectors)])
+        last = 1 + (rings - 2) * sectors
+        faces.append((len(v) - 1, last + s, last + n))
+    return v, np.array(faces, dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def shapes_bundle(tmp_path_factory):
+    from tests.shapes_fixtures import shared_bundle
+
+    return shared_bundle(tmp_path_factory)[0]
+
+
+def test_complete_from_a_depth_png_and_a_camera_file_through_the_cli(shapes_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from jetgen.cli import main
+
+    cam = rd.Intrinsics(300, 300, 159.5, 119.5, 320, 240)
+    v, f = uv_ellipsoid((0.9, 0.5, 0.6))
+    scale, offset = 0.2, np.array([0.05, -0.03, 1.2])
+    rotation = pose.rotation_to_up(pose.CAMERA_UP).T.dot(pose.yaw(0.7))
+    ideal = render_depth(v * scale, f, cam, rotation, offset)
+    ideal[:, :40] = 0.6  # a wall beside the object, cut away by the mask
+    rd.write_depth_png(str(tmp_path / "depth.png"), rd.simulate_sensor(ideal, np.random.RandomState(1)))
+    mask = np.full(ideal.shape, 255, np.uint8)
+    mask[:, :50] = 0
+    write_png(str(tmp_path / "mask.png"), mask)
+    write_json(tmp_path / "camera.json", {"width": 320, "height": 240, "K": cam.matrix.ravel().tolist()})
+    args = ["complete", shapes_bundle, "--depth", str(tmp_path / "depth.png"), "--intrinsics",
+            str(tmp_path / "camera.json"), "--object-mask", str(tmp_path / "mask.png"), "--steps", "60"]
+    result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "done.ply"), "--png", str(tmp_path / "s.png"),
+                                              "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["frame"] == "camera" and report["image"] == [320, 240] and report["steps"] == 60
+    done = read_points(str(tmp_path / "done.ply"))
+    truth = (v * scale).dot(rotation.T) + offset
+    size = np.ptp(truth, axis=0).max()
+    # written where the object is, in metres (this tiny model's shapes are sheets: only roughly)
+    assert np.linalg.norm(done.mean(axis=0) - truth.mean(axis=0)) < 0.5 * size
+    scan = rd.depth_points(str(tmp_path / "depth.png"), str(tmp_path / "camera.json"),
+                           mask_path=str(tmp_path / "mask.png"))[0]
+    assert scan[:, 0].min() > (50 - 159.5) * 0.6 / 300 + 0.01  # the wall is masked out
+    measured = chamfer_one_sided(scan[None], done[None])[0]
+    assert report["chamfer"] == pytest.approx(measured, rel=0.5) and measured < (0.1 * size) ** 2
+    matrix = np.array(report["transform"]["matrix"])
+    assert report["transform"]["scale"] == pytest.approx(np.cbrt(np.linalg.det(matrix[:3, :3])), rel=1e-6)
+    assert os.path.getsize(str(tmp_path / "s.png")) > 1000
+    # one sentence, never a traceback, for what a user gets wrong
+    for extra, message in ((["--intrinsics", str(tmp_path / "nope.json")], "No intrinsics file"),
+                           (["--input", str(tmp_path / "depth.png")], "exactly one of --input")):
+        bad = CliRunner().invoke(main, [a for a in args if a != "--intrinsics" and not a.endswith("camera.json")] +
+                                 extra + ["--out", str(tmp_path / "x.ply")])
+        assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output, bad.output
+    bad = CliRunner().invoke(main, ["complete", shapes_bundle, "--depth", str(tmp_path / "depth.png"), "--out",
+                                    str(tmp_path / "x.ply")])
+    assert bad.exit_code == 1 and "needs --intrinsics" in bad.output
