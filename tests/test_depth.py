@@ -327,3 +327,45 @@ def test_complete_from_a_depth_png_and_a_camera_file_through_the_cli(shapes_bund
     bad = CliRunner().invoke(main, ["complete", shapes_bundle, "--depth", str(tmp_path / "depth.png"), "--out",
                                     str(tmp_path / "x.ply")])
     assert bad.exit_code == 1 and "needs --intrinsics" in bad.output
+
+
+DEVICE_FILES = ["jetgen/runtime/depth.py", "jetgen/runtime/pose.py", "jetgen/runtime/raster.py",
+                "jetgen/runtime/lettering.py", "jetgen/cli/clouds.py"]
+
+
+def test_depth_pose_and_raster_run_without_torch_and_are_python36_code(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_runtime_torchfree import BLOCKED, ROOT
+
+    code = textwrap.dedent("""
+        import sys
+
+        class Block(object):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {blocked!r}:
+                    raise ImportError("blocked for this test: " + name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from jetgen.runtime import depth, pose, raster
+        import jetgen.cli.clouds
+        cam = depth.Intrinsics(100, 100, 31.5, 23.5, 64, 48)
+        v = np.array([[-1, -1, 3], [1, -1, 3], [0, 1, 3]], float)
+        d = raster.render_depth(v, [[0, 1, 2]], cam)
+        depth.write_depth_png({png!r}, d)
+        assert len(depth.backproject(depth.read_depth({png!r}), cam)) == (d > 0).sum() > 100
+        loaded = sorted(n for n in sys.modules if n.split(".")[0] in {blocked!r})
+        assert not loaded, loaded
+        print("torch-free ok")
+    """).format(blocked=BLOCKED, png=str(tmp_path / "d.png"))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert proc.returncode == 0 and "torch-free ok" in proc.stdout, proc.stderr
+    vermin = os.path.join(os.path.dirname(sys.executable), "vermin")
+    proc = subprocess.run([vermin, "-t=3.6-", "--no-tips", "--violations"] + DEVICE_FILES, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
+    assert proc.returncode == 0 and "requires" not in proc.stdout and "not met" not in proc.stdout, proc.stdout
