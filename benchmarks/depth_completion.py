@@ -181,6 +181,9 @@ def main(argv=None):
                          [None, model.faces, None, None])
         report[set_name] = {"shapes": len(wholes), "cd_x1000": dict((k, float(np.mean(v))) for k, v in rows.items()
                                                                   if v),
+                            "cd_x1000_median": dict((k, float(np.median(v))) for k, v in rows.items() if v),
+                            "cd_x1000_each": dict((k, [float(x) for x in v]) for k, v in rows.items() if v),
+                            "names": [m[0] for m in meshes],
                             "seconds_per_shape": float(np.mean(seconds)), "scale_ratio_median": float(
                                 np.median(scale_err)), "rotation_error_median_deg": float(np.median(yaw_err))}
     with open(os.path.join(args.out, "depth_completion.json"), "w") as handle:
@@ -189,11 +192,12 @@ def main(argv=None):
              "true_pose": "latent completion given the true pose (Model.complete)",
              "retrieval": "retrieval from the partial (true pose)", "medoid": "class medoid nearest (true pose)",
              "encoder": "encoder on the partial (true pose)"}
-    print("\n| method | " + " | ".join("{} CD x1000".format(s) for s in report) + " |")
-    print("|---|" + "---|" * len(report))
+    print("\n| method | " + " | ".join("{0} CD x1000 mean | {0} median".format(s) for s in report) + " |")
+    print("|---|" + "---|---|" * len(report))
     for key, label in names.items():
-        print("| {} | {} |".format(label, " | ".join("{:.2f}".format(report[s]["cd_x1000"][key])
-                                                   if key in report[s]["cd_x1000"] else "-" for s in report)))
+        print("| {} | {} |".format(label, " | ".join(
+            "{:.2f} | {:.2f}".format(report[s]["cd_x1000"][key], report[s]["cd_x1000_median"][key])
+            if key in report[s]["cd_x1000"] else "- | -" for s in report)))
     for s, r in report.items():
         print("{}: {} shapes, {:.2f} s per shape (1 thread), scale found / true median {:.2f}, rotation error "
               "median {:.0f} degrees".format(s, r["shapes"], r["seconds_per_shape"], r["scale_ratio_median"],
