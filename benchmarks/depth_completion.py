@@ -120,6 +120,7 @@ def main(argv=None):
     p.add_argument("--pictures", type=int, default=4, help="sheets written per set")
     p.add_argument("--pitch", type=float, default=20.0, help="degrees the camera looks down (known, as on a robot)")
     p.add_argument("--yaw-starts", type=int, default=None, help="complete_posed yaw starts [default: its own]")
+    p.add_argument("--scale-range", type=float, default=None, help="complete_posed scale_range [default: its own]")
     p.add_argument("--out", default="depth-completion")
     args = p.parse_args(argv)
     os.makedirs(os.path.join(args.out, "foreign"), exist_ok=True)
@@ -142,6 +143,7 @@ def main(argv=None):
         rows = dict((k, []) for k in ("posed", "true_pose", "retrieval", "medoid", "encoder"))
         seconds, scale_err, yaw_err = [], [], []
         scans_model, wholes, done = [], [], []
+        shown = set(np.linspace(0, len(meshes) - 1, min(args.pictures, len(meshes))).astype(int).tolist())
         for k, (tag, mesh) in enumerate(meshes):
             whole = sample_points(mesh, 2500, 1234 + k)
             depth, scan, (s, r, t, theta) = scan_of(mesh, rng, args.pitch)
@@ -149,6 +151,7 @@ def main(argv=None):
             kw = {"up": pitched(args.pitch).dot(CAMERA_UP)}  # the tilt is known: the up axis in the camera frame
             kw.update({} if args.steps is None else {"steps": args.steps})
             kw.update({} if args.yaw_starts is None else {"yaw_starts": args.yaw_starts})
+            kw.update({} if args.scale_range is None else {"scale_range": args.scale_range})
             t0 = time.time()
             res = complete_posed(model, scan, **kw)
             seconds.append(time.time() - t0)
@@ -161,7 +164,7 @@ def main(argv=None):
             scans_model.append(seen)
             wholes.append(whole)
             done.append(((res.x[0] - t).dot(r) / s, truth.x[0]))
-            if k < args.pictures:
+            if k in shown:
                 write_png(os.path.join(args.out, "depth-{}-{}.png".format(set_name, tag)),
                           np.round(np.clip(1.0 - (depth - 0.7) / 0.6, 0, 1) * 255 * (depth > 0)).astype(np.uint8))
             print(set_name, tag, "posed {:.2f} true-pose {:.2f} scale x{:.2f} rot err {:.0f} deg {:.2f} s".format(
@@ -173,7 +176,7 @@ def main(argv=None):
             rows["medoid"].append(cd1000(medoid[i][:points], whole))
             if encoded is not None:
                 rows["encoder"].append(cd1000(encoded[i], whole))
-        for i in range(min(args.pictures, len(wholes))):
+        for i in sorted(shown):
             colours = decoded_colours(model, 1)[0]
             render_sheet(os.path.join(args.out, "sheet-{}-{}.png".format(set_name, meshes[i][0])),
                          [scans_model[i], done[i][0], retrieval[i][:points], wholes[i]],

@@ -180,7 +180,8 @@ def initial_poses(points, model, up, viewpoint, yaw_starts):
 
 
 def complete_posed(model, points, up=CAMERA_UP, viewpoint=(0.0, 0.0, 0.0), steps=POSE_STEPS, lr=POSE_LR,
-                   yaw_starts=YAW_STARTS, full_rotation=False, prior_weight=None, callback=None):
+                   yaw_starts=YAW_STARTS, full_rotation=False, prior_weight=None, callback=None,
+                   scale_range=SCALE_RANGE):
     """Complete one scan ``points`` (P, 3) given in its own frame (a depth camera's: metres, y down)
     whose position, scale and yaw in the model's frame are unknown.
 
@@ -188,7 +189,9 @@ def complete_posed(model, points, up=CAMERA_UP, viewpoint=(0.0, 0.0, 0.0), steps
     world's up). ``viewpoint``: where the camera is in the scan frame (the origin for camera-frame
     points). ``yaw_starts`` starts spread about the up axis run side by side; the best by E goes on
     after a fifth of the ``steps``. ``full_rotation`` frees the rotation about the other two axes
-    too (for a tilted camera). ``callback(step, E (rows,))`` sees each step. Returns a
+    too (for a tilted camera). ``callback(step, E (rows,))`` sees each step. The scale stays within a
+    factor ``scale_range`` of its start (the one-sided Chamfer does not penalise a shape too large for
+    its scan). Returns a
     PosedCompletion (the completed cloud in the scan's frame and the transform found). JetgenError
     for bad points or arguments, or a bundle without a latent_grad graph.
     """
@@ -231,7 +234,7 @@ def complete_posed(model, points, up=CAMERA_UP, viewpoint=(0.0, 0.0, 0.0), steps
     units = np.asarray(TRANSFORM_LR, dtype=np.float64)
     adam_t = Adam((k, 7), lr=1.0)  # on parameters divided by their units: each moves about its own step
     log_s = np.log(scale)
-    lo, hi = log_s - np.log(SCALE_RANGE), log_s + np.log(SCALE_RANGE)
+    lo, hi = log_s - np.log(scale_range), log_s + np.log(scale_range)
     best = np.full(k, np.inf)
     best_state = [None] * k
     history = []
