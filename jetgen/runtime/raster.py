@@ -28,7 +28,8 @@ def rasterise(xy, key, faces, height, width):
     index (H, W) int64, -1 where empty). A pixel belongs to a triangle when its centre is inside or on
     an edge; degenerate triangles draw nothing."""
     if height * width > MAX_RASTER_PIXELS or height < 1 or width < 1:
-        raise JetgenError("Cannot rasterise a {}x{} image (at most {} pixels).".format(width, height, MAX_RASTER_PIXELS))
+        raise JetgenError("Cannot rasterise a {}x{} image (at most {} pixels).".format(
+            width, height, MAX_RASTER_PIXELS))
     xy = np.asarray(xy, dtype=np.float64)
     key = np.asarray(key, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
