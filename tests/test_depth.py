@@ -255,6 +255,10 @@ def test_a_known_similarity_transform_is_recovered_from_a_rendered_scan():
     assert result.chamfer < 1e-4 and result.history[-1] < result.history[0]
     report = result.as_dict()
     np.testing.assert_allclose(np.array(report["matrix"])[:3, :3], scale * rotation, atol=0.03)
+    np.testing.assert_allclose(result.rotation.dot([0, 1, 0]), pose.CAMERA_UP, atol=1e-9)  # turned about up only
+    free = pose.complete_posed(model, scan, steps=10, yaw_starts=2, full_rotation=True)
+    np.testing.assert_allclose(free.rotation.dot(free.rotation.T), np.eye(3), atol=1e-9)
+    assert abs(free.rotation.dot([0, 1, 0]).dot(pose.CAMERA_UP)) < 1 - 1e-9  # the tilt is free too
 
 
 # -- the CLI -------------------------------------------------------------------------------------
@@ -371,3 +375,20 @@ def test_depth_pose_and_raster_run_without_torch_and_are_python36_code(tmp_path)
     proc = subprocess.run([vermin, "-t=3.6-", "--no-tips", "--violations"] + DEVICE_FILES, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
     assert proc.returncode == 0 and "requires" not in proc.stdout and "not met" not in proc.stdout, proc.stdout
+
+
+def test_depth_completion_takes_its_own_step_count_unless_steps_is_given(shapes_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from jetgen.cli import main
+
+    cam = rd.Intrinsics(100, 100, 39.5, 29.5, 80, 60)
+    v, f = uv_ellipsoid((0.5, 0.4, 0.3), 8, 12)
+    rd.write_depth_png(str(tmp_path / "d.png"), render_depth(v * 0.2, f, cam, translation=[0, 0, 0.8]))
+    write_json(tmp_path / "c.json", cam.as_dict())
+    args = ["complete", shapes_bundle, "--depth", str(tmp_path / "d.png"), "--intrinsics", str(tmp_path / "c.json"),
+            "--out", str(tmp_path / "o.npy"), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["steps"] == pose.POSE_STEPS
+    assert np.load(str(tmp_path / "o.npy")).shape[1:] == (100, 3)

@@ -117,13 +117,13 @@ def depth_options(command):
 def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, depth_scale=None, object_mask_path=None,
                    extrinsics_path=None, up_axis=None):
     """``jetgen complete --depth`` for a point-cloud bundle: back-project the depth image, complete it
-    with an unknown pose (jetgen.runtime.pose), write the shape in the camera's (or world) frame;
-    returns the JSON report (with the transform found)."""
+    with an unknown pose (jetgen.runtime.pose; its own POSE_STEPS unless --steps is given), write the
+    shape in the camera's (or world) frame; returns the JSON report (with the transform found)."""
     import numpy as np
 
     from jetgen.runtime.depth import depth_points, read_extrinsics
     from jetgen.runtime.points import render_sheet
-    from jetgen.runtime.pose import CAMERA_UP, complete_posed
+    from jetgen.runtime.pose import CAMERA_UP, POSE_STEPS, complete_posed
 
     if not isinstance(model, PointModel):
         raise JetgenError("--depth is for point-cloud bundles; this bundle ({}) makes images.".format(model.kind))
@@ -137,7 +137,7 @@ def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, dep
     if extrinsics_path is not None:
         viewpoint = read_extrinsics(extrinsics_path)[:3, 3]
         up = UP_AXES[up_axis or "+z"]
-    result = complete_posed(model, scan, up=up, viewpoint=viewpoint, steps=steps)
+    result = complete_posed(model, scan, up=up, viewpoint=viewpoint, steps=steps if _given("steps") else POSE_STEPS)
     paths = save_points_output(model, out, result.x, titles=["completed"])
     if png_path is not None:  # drawn in the model's frame, where the views are set up
         seen = (scan - result.translation).dot(result.rotation) / result.scale
@@ -150,6 +150,16 @@ def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, dep
               "steps": result.steps, "chamfer": result.chamfer}
     report["centre"] = np.asarray(result.x[0], dtype=np.float64).mean(axis=0).tolist()
     return report
+
+
+def _given(name):
+    """True when the command line set option ``name`` (click 8's parameter source; click 7: always)."""
+    ctx = click.get_current_context(silent=True)
+    source = getattr(ctx, "get_parameter_source", None)
+    if source is None:
+        return True
+    found = source(name)
+    return found is None or getattr(found, "name", "") != "DEFAULT"
 
 
 def print_depth_completion(report):
