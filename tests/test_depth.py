@@ -256,6 +256,7 @@ def test_a_known_similarity_transform_is_recovered_from_a_rendered_scan():
     report = result.as_dict()
     np.testing.assert_allclose(np.array(report["matrix"])[:3, :3], scale * rotation, atol=0.03)
     np.testing.assert_allclose(result.rotation.dot([0, 1, 0]), pose.CAMERA_UP, atol=1e-9)  # turned about up only
+    assert report["yaw_deg"] == pytest.approx(130.0, abs=3.0)
     free = pose.complete_posed(model, scan, steps=10, yaw_starts=2, full_rotation=True)
     np.testing.assert_allclose(free.rotation.dot(free.rotation.T), np.eye(3), atol=1e-9)
     assert abs(free.rotation.dot([0, 1, 0]).dot(pose.CAMERA_UP)) < 1 - 1e-9  # the tilt is free too

@@ -137,6 +137,8 @@ class PosedCompletion(object):
     scale, rotation (3, 3), translation (3,)   the transform from the model's frame to the input's:
                                    x = scale * rotation . x_model + translation
     matrix      (4, 4)             the same as one similarity matrix
+    yaw_deg     float              the turn about the up axis: rotation = L^T . yaw(yaw_deg) with L
+                                   ``rotation_to_up(up)`` (exact when the rotation is about up only)
     chamfer     float              one-sided Chamfer of the observed points to ``x`` (input units^2)
     history     (S + 1,)           the best start's E (input units^2) before the first step and after each
     steps       int                steps run
@@ -284,7 +286,7 @@ def complete_posed(model, points, up=CAMERA_UP, viewpoint=(0.0, 0.0, 0.0), steps
     matrix[:3, :3], matrix[:3, 3] = out_scale * rotation, translation
     base = rotation_to_up(up)
     turned = r.dot(base.T)  # the yaw left after levelling the up axis
-    yaw_deg = np.degrees(np.arctan2(turned[0, 2], turned[0, 0]))
+    yaw_deg = -np.degrees(np.arctan2(turned[0, 2], turned[0, 0]))  # of the model -> input rotation
     return PosedCompletion(x=x[None], x_model=x_model.astype(np.float32)[None], z=z_best.astype(np.float32)[None],
                            faces=model.faces, scale=out_scale, rotation=rotation, translation=translation,
                            matrix=matrix, yaw_deg=yaw_deg, chamfer=float(best[i]), history=np.array(history),
