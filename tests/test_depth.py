@@ -334,6 +334,8 @@ def test_complete_from_a_depth_png_and_a_camera_file_through_the_cli(shapes_bund
     bad = CliRunner().invoke(main, ["complete", shapes_bundle, "--depth", str(tmp_path / "depth.png"), "--out",
                                     str(tmp_path / "x.ply")])
     assert bad.exit_code == 1 and "needs --intrinsics" in bad.output
+    bad = CliRunner().invoke(main, args + ["--mask-region", "center", "--out", str(tmp_path / "x.ply")])
+    assert bad.exit_code == 1 and "drop --mask" in bad.output and "Traceback" not in bad.output, bad.output
 
 
 DEVICE_FILES = ["jetgen/runtime/depth.py", "jetgen/runtime/pose.py", "jetgen/runtime/raster.py",

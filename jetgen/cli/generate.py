@@ -209,6 +209,9 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_text, ste
         seed = draw_seed(seed)[0]
     with open_model(bundle, backend, precision, device, threads) as model:
         if depth["depth_path"] is not None:
+            if mask_path or mask_region or label is not None or labels_text is not None:
+                raise JetgenError("--depth completes the object in the depth image: drop --mask, --mask-region and "
+                                  "labels (an object mask is --object-mask).")
             report = complete_depth(model, out, png_path, steps, **depth)
             return emit_json(report) if as_json else print_depth_completion(report)
         if points_model(model, out):
