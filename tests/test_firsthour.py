@@ -203,5 +203,5 @@ def test_titled_grid_draws_each_title_beside_its_row():
     pixels = titled_grid(x, 2, ["ab", "c"], scale=10)
     ink = text_pixels("ab", 1)
     assert pixels.dtype == np.uint8 and pixels.shape[0] == 10 * (2 * 6 + 2)
-    assert np.array_equal(pixels[36:43, 3:3 + ink.shape[1]] == 255, ink)  # row 0 spans 20..60
+    assert np.array_equal(pixels[35:44, 3:3 + ink.shape[1]] == 255, ink)  # row 0 spans 20..60; 9-row glyphs
     assert (pixels[80:, :] == 255).sum() == text_pixels("c", 1).sum()  # nothing else in the second row

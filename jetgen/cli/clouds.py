@@ -68,7 +68,8 @@ def complete_points(model, input_path, out, png_path, **options):
     result = model.complete(partial, **options)
     paths = save_points_output(model, out, result.x, titles=["completed"])
     if png_path is not None:
-        render_sheet(png_path, [partial, result.x[0]], [None, decoded_colours(model, 1)[0]], ["partial", "completed"])
+        render_sheet(png_path, [partial, result.x[0]], [None, decoded_colours(model, 1)[0]], ["partial", "completed"],
+                     [None, model.faces])
         paths.append(png_path)
     return {"out": out, "files": paths, "input": input_path, "input_points": len(partial), "steps": result.steps,
             "loss_start": float(result.history[0][0]), "loss": float(result.loss[0]),
@@ -83,3 +84,90 @@ def print_points_completion(report):
                    report["loss"], report["chamfer"]))
     click.echo("Wrote {}.".format(", ".join(report["files"])))
 
+
+
+# -- completion from a depth image ---------------------------------------------------------------
+UP_AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
+
+
+def depth_options(command):
+    """``--depth``, ``--intrinsics``, ``--depth-scale``, ``--object-mask``, ``--extrinsics``, ``--up`` for
+    ``jetgen complete`` (point-cloud bundles)."""
+    options = [
+        click.option("--depth", "depth_path", default=None, type=click.Path(),
+                     help="3D: complete the object seen in this depth image (16-bit PNG in mm, or .npy in metres) "
+                          "instead of --input; needs --intrinsics. Pose and scale are found; the output is in the "
+                          "camera's frame."),
+        click.option("--intrinsics", "intrinsics_path", default=None, type=click.Path(),
+                     help="camera.json: fx, fy, cx, cy (or ppx, ppy, or a 3x3 K / camera_matrix / intrinsic_matrix)."),
+        click.option("--depth-scale", type=float, default=None,
+                     help="Metres per depth unit [default: 0.001 for a 16-bit PNG, 1 for a float .npy]."),
+        click.option("--object-mask", "object_mask_path", default=None, type=click.Path(),
+                     help="A PNG of the depth image's size: nonzero pixels are the object (the rest is dropped)."),
+        click.option("--extrinsics", "extrinsics_path", default=None, type=click.Path(),
+                     help="T.json: a 4x4 camera-to-world matrix; points and output are then in the world frame."),
+        click.option("--up", "up_axis", type=click.Choice(sorted(UP_AXES)), default=None,
+                     help="The up axis of the scan's frame [default: -y (a level camera); with --extrinsics: +z]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, depth_scale=None, object_mask_path=None,
+                   extrinsics_path=None, up_axis=None):
+    """``jetgen complete --depth`` for a point-cloud bundle: back-project the depth image, complete it
+    with an unknown pose (jetgen.runtime.pose; its own POSE_STEPS unless --steps is given), write the
+    shape in the camera's (or world) frame; returns the JSON report (with the transform found)."""
+    import numpy as np
+
+    from jetgen.runtime.depth import depth_points, read_extrinsics
+    from jetgen.runtime.points import render_sheet
+    from jetgen.runtime.pose import CAMERA_UP, POSE_STEPS, complete_posed
+
+    if not isinstance(model, PointModel):
+        raise JetgenError("--depth is for point-cloud bundles; this bundle ({}) makes images.".format(model.kind))
+    if intrinsics_path is None:
+        raise JetgenError("--depth needs --intrinsics camera.json (fx, fy, cx, cy of the depth stream).")
+    if png_path is not None and os.path.splitext(png_path)[1].lower() != ".png":
+        raise JetgenError("--png must name a .png file, not {}.".format(png_path))
+    scan, info = depth_points(depth_path, intrinsics_path, depth_scale, object_mask_path, extrinsics_path)
+    viewpoint = (0.0, 0.0, 0.0)
+    up = UP_AXES[up_axis] if up_axis else CAMERA_UP
+    if extrinsics_path is not None:
+        viewpoint = read_extrinsics(extrinsics_path)[:3, 3]
+        up = UP_AXES[up_axis or "+z"]
+    result = complete_posed(model, scan, up=up, viewpoint=viewpoint, steps=steps if _given("steps") else POSE_STEPS)
+    paths = save_points_output(model, out, result.x, titles=["completed"])
+    if png_path is not None:  # drawn in the model's frame, where the views are set up
+        seen = (scan - result.translation).dot(result.rotation) / result.scale
+        render_sheet(png_path, [seen, result.x_model[0]], [None, decoded_colours(model, 1)[0]],
+                     ["scan", "completed"], [None, model.faces])
+        paths.append(png_path)
+    report = {"out": out, "files": paths, "depth": depth_path, "frame": info["frame"], "input_points": len(scan),
+              "image": info["image"], "intrinsics": info["intrinsics"], "points": int(result.x.shape[1]),
+              "faces": len(model.faces), "up": list(up), "transform": result.as_dict(),
+              "steps": result.steps, "chamfer": result.chamfer}
+    report["centre"] = np.asarray(result.x[0], dtype=np.float64).mean(axis=0).tolist()
+    return report
+
+
+def _given(name):
+    """True when the command line set option ``name`` (click 8's parameter source; click 7: always)."""
+    ctx = click.get_current_context(silent=True)
+    source = getattr(ctx, "get_parameter_source", None)
+    if source is None:
+        return True
+    found = source(name)
+    return found is None or getattr(found, "name", "") != "DEFAULT"
+
+
+def print_depth_completion(report):
+    t = report["transform"]
+    click.echo("Completed the object in {} ({} points with depth) in {} steps: one-sided Chamfer {:.3g} ({} "
+               "units squared).".format(report["depth"], report["input_points"], report["steps"], report["chamfer"],
+                                        report["frame"]))
+    click.echo("Found its pose: scale {:.4g}, yaw {:.1f} degrees, translation ({:.3f}, {:.3f}, {:.3f}); the shape is "
+               "written in the {} frame.".format(t["scale"], t["yaw_deg"], t["translation"][0], t["translation"][1],
+                                                 t["translation"][2], report["frame"]))
+    click.echo("Wrote {}.".format(", ".join(report["files"])))

@@ -13,6 +13,7 @@ import os
 import click
 import numpy as np
 
+from jetgen.cli.clouds import complete_depth, depth_options, print_depth_completion
 from jetgen.cli.clouds import (check_any_out, complete_points, points_model, print_points_completion,
                                sample_points, save_points_output, scene_option)
 from jetgen.cli.options import (backend_options, check_out, draw_seed, label_indices, label_options, open_model,
@@ -166,8 +167,8 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
 # -- complete ------------------------------------------------------------------------------------
 @click.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--input", "input_path", required=True, type=click.Path(),
-              help="x.png or x.npy (n, C, H, W); 3D: a partial cloud .ply, .xyz or .npy (P, 3)")
+@click.option("--input", "input_path", default=None, type=click.Path(),
+              help="x.png or x.npy (n, C, H, W); 3D: a partial cloud .ply, .xyz or .npy (P, 3) (or --depth)")
 @click.option("--mask", "mask_path", default=None, type=click.Path(),
               help="m.png (white = observed) or m.npy (1 = observed)")
 @click.option("--mask-region", type=click.Choice(MASK_REGIONS), default=None, help="Hide this region.")
@@ -187,10 +188,11 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
             "(n, C, H, W); 3D: the completed mesh (.obj, .ply), cloud (.npy, .xyz) or a .png render.")
 @click.option("--png", "png_path", default=None, type=click.Path(),
               help="3D: also write a PNG sheet of the partial cloud beside the completed shape.")
+@depth_options
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def complete(bundle, input_path, mask_path, mask_region, label, labels_text, steps, lr, tol, init, seed, out,
-             png_path, backend, precision, device, threads, as_json):
+             png_path, backend, precision, device, threads, as_json, **depth):
     """Fill in the hidden part of inputs by optimising their latents; report the loss reached.
 
     A .png output shows, per group of up to 8 inputs, the masked inputs, the completions and the
@@ -201,9 +203,17 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_text, ste
     A point-cloud bundle completes a partial scan (--input, no mask) into a whole shape.
     """
     check_any_out(out)
+    if (input_path is None) == (depth["depth_path"] is None):
+        raise JetgenError("Give exactly one of --input FILE or (3D) --depth depth.png --intrinsics camera.json.")
     if init == "random":
         seed = draw_seed(seed)[0]
     with open_model(bundle, backend, precision, device, threads) as model:
+        if depth["depth_path"] is not None:
+            if mask_path or mask_region or label is not None or labels_text is not None:
+                raise JetgenError("--depth completes the object in the depth image: drop --mask, --mask-region and "
+                                  "labels (an object mask is --object-mask).")
+            report = complete_depth(model, out, png_path, steps, **depth)
+            return emit_json(report) if as_json else print_depth_completion(report)
         if points_model(model, out):
             if mask_path or mask_region or label is not None or labels_text is not None:
                 raise JetgenError("A point-cloud bundle completes the cloud it is given: drop --mask, --mask-region "

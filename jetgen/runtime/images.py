@@ -39,13 +39,15 @@ def _chunk(kind, data):
 
 
 def encode_png(pixels):
-    """PNG bytes for a uint8 image (H, W) grey or (H, W, 3) RGB, with the built-in writer."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    """PNG bytes for a uint8 image (H, W) grey or (H, W, 3) RGB, or a uint16 one (16-bit samples: depth
+    images), with the built-in writer."""
+    bits = 16 if np.asarray(pixels).dtype == np.uint16 else 8
+    pixels = np.ascontiguousarray(pixels, dtype=">u2" if bits == 16 else np.uint8)  # PNG samples are big-endian
     h, w = pixels.shape[:2]
     colour = 0 if pixels.ndim == 2 else 2
     rows = pixels.reshape(h, -1)
     raw = b"".join(b"\x00" + rows[i].tobytes() for i in range(h))  # filter type 0 on every row
-    header = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", w, h, bits, colour, 0, 0, 0)
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
 
 

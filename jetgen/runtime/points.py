@@ -312,7 +312,7 @@ def save_clouds(path, clouds, faces=None, colours=None, titles=None, scene_layou
         atomic_write_bytes(path, buf.getvalue())
         return [path]
     if ext == ".png":
-        render_sheet(path, clouds, colours, titles)
+        render_sheet(path, clouds, colours, titles, None if faces is None else [faces] * len(clouds))
         return [path]
     if scene_layout:
         vertices, tris = scene(clouds, faces if mesh else None)
@@ -327,16 +327,23 @@ def save_clouds(path, clouds, faces=None, colours=None, titles=None, scene_layou
     return paths
 
 
-def render_sheet(path, clouds, colours=None, titles=None):
+def render_sheet(path, clouds, colours=None, titles=None, faces=None):
     """A PNG of ``clouds`` (a list of (P, 3) arrays), one row per cloud seen from three views, each
-    row titled (``titles``, default "0", "1", ...); ``colours`` None or one (P, 3) array (or None) per cloud."""
+    row titled (``titles``, default "0", "1", ...); ``colours`` None or one (P, 3) array (or None) per cloud.
+    ``faces``: None, or one (F, 3) array (or None) per cloud: those rows are drawn as shaded meshes
+    (jetgen.runtime.raster), the others as dots."""
     from jetgen.runtime.images import write_png
     from jetgen.runtime.lettering import titled_grid
+    from jetgen.runtime.raster import render_mesh_view
     from jetgen.runtime.shapes import DEFAULT_VIEWS, render_view
 
     tiles = []
     for i, cloud in enumerate(clouds):
         tint = None if colours is None else colours[i]
+        tris = None if faces is None else faces[i]
+        if tris is not None:
+            tiles.extend(render_mesh_view(cloud, tris, 160, e, a, tint) for e, a in DEFAULT_VIEWS)
+            continue
         tiles.extend(render_view(cloud, 160, e, a, tint) for e, a in DEFAULT_VIEWS)
     x = np.stack(tiles).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     titles = list(titles) if titles is not None else [str(i) for i in range(len(clouds))]
