@@ -220,7 +220,8 @@ def _call(fn, inputs, what, accepts):
         raise JetgenError("Calling the {} with {} failed{} ({}: {}); it must accept {}.".format(
             what, _describe_call(inputs), at, type(err).__name__,
             str(err).splitlines()[0][:200] if str(err) else "",
-            accepts + (" and y one-hot (B, K)" if len(inputs) > 1 else "")))
+            accepts + (" and y one-hot (B, K) (or, with condition=\"concat\" / --condition concat, one tensor "
+                       "cat([z or x, y], 1))" if len(inputs) > 1 and "cat(" not in accepts else "")))
 
 
 def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range, data, output_key=None,

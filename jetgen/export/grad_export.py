@@ -130,6 +130,9 @@ def _fixed_batch(decoder, example_inputs, err):
         pass
     lines = user_lines(notes)
     where = " ({})".format("; ".join(lines)) if lines else ""
+    blocked = user_lines(_frames_in(str(err)), limit=1) if err is not None else []
+    if blocked:
+        where += ", and torch.export, which keeps such sizes symbolic, cannot follow {}".format(blocked[0])
     return JetgenError("The decoder's gradient graph only works at the batch size it was traced with{}: the decoder "
                        "takes the batch size as a Python number (len(z), z.size(0) or z.shape[0] kept in a variable, "
                        "or a constant); write the batch as -1 instead (h.view(-1, ...), h.flatten(1)).".format(
@@ -147,6 +150,14 @@ def _works_at_batch_1(module, decoder, likelihood, example_inputs):
     return grad.shape == want_grad.shape and bool(torch.allclose(grad, want_grad, rtol=1e-3, atol=1e-4))
 
 
+def _frames_in(text):
+    """(file, line, "") of the 'File "X", line N' frames a torch.export message lists, innermost last
+    first (the user's line that stopped it)."""
+    import re
+
+    return [(f, int(n), "") for f, n in reversed(re.findall(r'File "([^"]+)", line (\d+)', text))]
+
+
 class _ExportedDecoder(nn.Module):
     """A DecoderGraph's ``raw`` captured by torch.export (strict) with a dynamic batch: the same
     computation as an fx graph in which Python ints taken from the batch are symbols."""
@@ -156,8 +167,14 @@ class _ExportedDecoder(nn.Module):
         self.conditional = decoder.conditional
         batch = torch.export.Dim("batch", min=1, max=1 << 16)
         args = (example_inputs[0],) + ((example_inputs[3],) if self.conditional else ())
-        program = torch.export.export(_Raw(decoder), args, dynamic_shapes=tuple({0: batch} for _ in args),
-                                      strict=True)
+        import warnings
+
+        with torch.no_grad():  # fills what the model (or a FunctionModule) caches on the first call
+            decoder.raw(*args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dynamo warns before it raises; the error is reported
+            program = torch.export.export(_Raw(decoder), args, dynamic_shapes=tuple({0: batch} for _ in args),
+                                          strict=True)
         self.g = program.module()
 
     def raw(self, z, y=None):

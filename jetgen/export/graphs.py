@@ -102,7 +102,8 @@ def select(out, key, what):
     if isinstance(out, torch.Tensor) and key is None:
         return out
     entries = _entries(out)
-    flag = "output_key=KEY (--{}-output KEY)".format(what)
+    flag = "encoder_keys=(MEAN, LOGVAR) (--encoder-keys MEAN,LOGVAR)" if what == "encoder" else \
+        "output_key=KEY (--decoder-output KEY)"
     if entries is not None:
         if key is None:
             tensors = [k for k, v in entries.items() if isinstance(v, torch.Tensor)]

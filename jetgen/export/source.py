@@ -84,8 +84,22 @@ class FunctionModule(nn.Module):
         bound.__kwdefaults__ = fn.__kwdefaults__
         return bound
 
+    def __deepcopy__(self, memo):
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key in ("fn", "_cached") else copy.deepcopy(value, memo)
+        new.__dict__["_cached"] = None
+        return new
+
     def forward(self, *args):
-        return self._bound()(*args)
+        # captured modules: bind once (a plain function call that torch.export can follow); captured
+        # tensors are swapped by functional_call on this module, so they are bound at every call
+        if any(isinstance(getattr(self, key), torch.Tensor) for _, _, key in self.slots):
+            return self._bound()(*args)
+        if self.__dict__.get("_cached") is None:
+            self.__dict__["_cached"] = self._bound()
+        return self.__dict__["_cached"](*args)
 
     def describe(self):
         """The function's module and name, with the file and line where it is defined."""
