@@ -162,6 +162,7 @@ def examples_vae(digits):
     return train(model, 120, step, len(x))
 
 
+@pytest.mark.slow
 def test_examples_script_exports_from_the_cli_without_running_it(examples_vae, digits, tmp_path):
     torch.save(examples_vae.state_dict(), str(tmp_path / "vae.pt"))
     argv = list(sys.argv)
@@ -217,6 +218,7 @@ def pythae_vae(corpus, digits):
     return train(pythae.build(), 120, lambda m, i: m({"data": x[i]})["loss"], len(x))
 
 
+@pytest.mark.slow
 def test_pythae_style_model_exports_with_an_output_key(pythae_vae, digits, tmp_path):
     model = pythae_vae
     manifest = export_model(lambda z: model.decoder(z)["reconstruction"], 8, str(tmp_path / "api.jetgen"), "nano",
@@ -249,6 +251,7 @@ def test_a_dict_output_without_a_key_names_its_entries(corpus, tmp_path):
 
 # ------------------------------------------------------------------ research CVAE, one concatenated input
 
+@pytest.mark.slow
 def test_research_cvae_with_concatenated_inputs(corpus, digits, tmp_path):
     research = corpus("research_cvae")
     x, y = digits["train_x"].flatten(1), F.one_hot(digits["train_y"], 10).float()
@@ -279,6 +282,7 @@ def test_research_cvae_with_concatenated_inputs(corpus, digits, tmp_path):
 
 # ------------------------------------------------------------------ notebook VAE: batch from Python ints
 
+@pytest.mark.slow
 def test_notebook_vae_with_python_int_batches_works_at_every_batch(corpus, digits, tmp_path):
     notebook = corpus("notebook_vae")
     x = digits["train_x"]
@@ -315,6 +319,7 @@ def test_a_batch_fixed_by_a_constant_names_the_line(corpus, tmp_path):
     assert not os.path.exists(str(tmp_path / "x.jetgen"))
 
 
+@pytest.mark.slow
 def test_a_closure_reading_len_works_and_one_torch_export_cannot_follow_is_named(corpus, atlas, tmp_path):
     notebook = corpus("notebook_vae")
     model = notebook.NotebookVAE().eval()
@@ -402,6 +407,7 @@ def _half(cloud, seed):
     return cloud[keep]
 
 
+@pytest.mark.slow
 def test_atlasnet_style_point_model_exports_and_completes(atlas, clouds, tmp_path):
     atlasnet, model = atlas
     settings = {"patches": PATCHES, "grid": GRID, "faces": "grid", "encoder_points": POINTS, "target_points": 64,
@@ -446,6 +452,7 @@ def test_atlasnet_style_point_model_exports_and_completes(atlas, clouds, tmp_pat
     assert ours < baseline, (ours, baseline)
 
 
+@pytest.mark.slow
 def test_atlasnet_flat_output_and_a_closure_decoder(atlas, clouds, tmp_path):
     atlasnet, model = atlas
     from jetgen.models.atlasnet import grid_faces
@@ -498,3 +505,19 @@ def test_a_tracing_bug_is_not_blamed_on_onnx():
     assert "ONNX" not in str(trace_failure(err, "latent gradient", "m"))
     real = RuntimeError("Exporting the operator 'aten::fft_rfft' to ONNX opset version 13 is not supported.")
     assert describe_export_error(real) == "operation aten::fft_rfft has no ONNX translation"
+
+
+def test_every_export_model_option_has_a_cli_flag_or_spec_key():
+    import inspect
+
+    from jetgen.cli.export import export as command
+    from jetgen.export.from_files import OPTIONS, POINT_OPTIONS
+
+    named = {"decoder": "decoder_attr", "encoder": "encoder_attr", "output_key": "decoder_output", "log": None,
+             "points": POINT_OPTIONS}
+    flags = {p.name for p in command.params}
+    for param in inspect.signature(export_model).parameters:
+        keys = named.get(param, param)
+        for key in (keys if isinstance(keys, tuple) else () if keys is None else (keys,)):
+            assert key in OPTIONS, param
+            assert key in flags or key == "metadata", key  # metadata (a JSON object) lives in --spec only

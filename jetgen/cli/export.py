@@ -63,6 +63,7 @@ INT64_NOTE = ("{} shape tensors are INT64 (ONNX's type for shapes and indices); 
                               "exponential, uniform or gmm), or a latent table .npy to fit.")
 @click.option("--prior-components", type=int, help="With a .npy --prior: fit a mixture of this many gaussians.")
 @click.option("--kind", help="The bundle's kind (vae, cvae, ad, vad, atlasnet; default from the model).")
+@click.option("--arch", help="The architecture name the manifest records (default custom).")
 @click.option("--patches", type=int, help="Points: the decoder's K patches.")
 @click.option("--grid", type=int, help="Points: each patch is a G x G grid (N = K*G*G).")
 @click.option("--faces", help="Points: the mesh's int (F, 3) .npy file, or grid (default: two triangles per cell).")

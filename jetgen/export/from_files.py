@@ -285,7 +285,7 @@ OPTIONS = {
     # foreign models (docs/bring-your-own-model.md): where a package lives, dict outputs, one
     # concatenated input, the encoder's input form, the prior's mixture size, point-cloud settings
     "path": None, "decoder_output": None, "encoder_keys": None, "encoder_input": "auto", "condition": "separate",
-    "prior_components": None, "kind": None,
+    "prior_components": None, "kind": None, "arch": "custom", "metadata": None,
     "patches": None, "grid": None, "faces": None, "encoder_points": None, "target_points": None, "loss_scale": None,
     "prior_weight": None,
 }
@@ -448,6 +448,17 @@ def _key(value):
     return int(value) if str(value).lstrip("-").isdigit() else str(value)
 
 
+def _metadata(opts):
+    """The provenance the manifest records: the module and weights file, and the spec's ``metadata``."""
+    record = {"module": str(opts["module"]), "weights": os.path.basename(str(opts["weights"]))}
+    extra = opts.get("metadata")
+    if extra is not None and not isinstance(extra, dict):
+        raise JetgenError("\"metadata\" in the --spec file must be an object of JSON values, not {}.".format(
+            type(extra).__name__))
+    record.update(extra or {})
+    return record
+
+
 def export_from_files(opts, log=None):
     """Build the model from ``opts`` (resolve_options), load its weights and export it; the manifest."""
     from jetgen.export.api import export_model
@@ -485,6 +496,6 @@ def export_from_files(opts, log=None):
                         prior=resolve_prior(opts["prior"], opts["latent_dim"], opts["prior_components"]),
                         labels=labels, data=data, precision=opts["precision"],
                         calib_samples=int(opts["calib_samples"]), name=opts["name"],
-                        metadata={"module": str(opts["module"]), "weights": os.path.basename(str(opts["weights"]))},
+                        metadata=_metadata(opts), arch=opts["arch"],
                         force=bool(opts["force"]), log=log, output_key=_key(opts["decoder_output"]),
                         encoder_input=opts["encoder_input"], condition=opts["condition"], kind=opts["kind"], **extra)

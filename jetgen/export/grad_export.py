@@ -98,36 +98,54 @@ def trace_latent_grad(decoder, likelihood, example_inputs):
     int (``len(z)``) is baked into make_fx's trace; when the traced module fails at batch 1 the
     decoder is first captured with ``torch.export`` (strict: len() stays symbolic) and traced again.
     Raises whatever make_fx or torch.export raise."""
+    notes = _tracer_notes(decoder, example_inputs)
+    blocked = None
+    if notes:  # the TorchScript tracer saw a size read as a Python number: capture with torch.export first
+        try:
+            module = _trace(_ExportedDecoder(decoder, example_inputs), likelihood, example_inputs)
+            if _works_at_batch_1(module, decoder, likelihood, example_inputs):
+                return module
+        except Exception as err:  # torch.export refuses many constructs; make_fx may still manage
+            blocked = err
     module = _trace(decoder, likelihood, example_inputs)
     if _works_at_batch_1(module, decoder, likelihood, example_inputs):
         return module
-    try:
-        module = _trace(_ExportedDecoder(decoder, example_inputs), likelihood, example_inputs)
-    except Exception as err:  # torch.export refuses many constructs; the batch is what to report
-        raise _fixed_batch(decoder, example_inputs, err)
-    if not _works_at_batch_1(module, decoder, likelihood, example_inputs):
-        raise _fixed_batch(decoder, example_inputs, None)
-    return module
+    if not notes:
+        try:
+            module = _trace(_ExportedDecoder(decoder, example_inputs), likelihood, example_inputs)
+        except Exception as err:  # the batch is what to report
+            blocked = err
+        else:
+            if _works_at_batch_1(module, decoder, likelihood, example_inputs):
+                return module
+    raise _fixed_batch(notes, blocked)
 
 
-def _fixed_batch(decoder, example_inputs, err):
-    """JetgenError for a decoder whose gradient trace keeps the tracing batch, naming the user's lines
-    that the TorchScript tracer flags (len(z), a size used as a Python number)."""
+def _tracer_notes(decoder, example_inputs):
+    """The TorchScript tracer's warnings on the decoder, as (file, line, message) in the user's code:
+    where a size is read as a Python number (len(z), int(z.size(0)))."""
     import warnings
 
-    from jetgen.errors import JetgenError
     from jetgen.export.onnx_tools import _quiet_fds
-    from jetgen.export.refusals import user_lines
+    from jetgen.export.refusals import _internal
 
     args = (example_inputs[0],) + ((example_inputs[3],) if decoder.conditional else ())
-    notes = []
     try:
         with warnings.catch_warnings(record=True) as caught, _quiet_fds(), torch.no_grad():
             warnings.simplefilter("always")
             torch.jit.trace(_Raw(decoder), args, check_trace=False)
-        notes = [(w.filename, w.lineno, str(w.message)) for w in caught]
-    except Exception:  # the TorchScript tracer only serves to find the line
-        pass
+    except Exception:  # the TorchScript tracer only serves to find such lines
+        return []
+    return [(w.filename, w.lineno, str(w.message)) for w in caught
+            if getattr(w.category, "__name__", "") == "TracerWarning" and not _internal(w.filename)]
+
+
+def _fixed_batch(notes, err):
+    """JetgenError for a decoder whose gradient trace keeps the tracing batch, naming the user's lines
+    that the TorchScript tracer flags and the line torch.export could not follow."""
+    from jetgen.errors import JetgenError
+    from jetgen.export.refusals import user_lines
+
     lines = user_lines(notes)
     where = " ({})".format("; ".join(lines)) if lines else ""
     blocked = user_lines(_frames_in(str(err)), limit=1) if err is not None else []
@@ -135,8 +153,7 @@ def _fixed_batch(decoder, example_inputs, err):
         where += ", and torch.export, which keeps such sizes symbolic, cannot follow {}".format(blocked[0])
     return JetgenError("The decoder's gradient graph only works at the batch size it was traced with{}: the decoder "
                        "takes the batch size as a Python number (len(z), z.size(0) or z.shape[0] kept in a variable, "
-                       "or a constant); write the batch as -1 instead (h.view(-1, ...), h.flatten(1)).".format(
-                           where))
+                       "or a constant); write the batch as -1 instead (h.view(-1, ...), h.flatten(1)).".format(where))
 
 
 def _works_at_batch_1(module, decoder, likelihood, example_inputs):
