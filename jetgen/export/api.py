@@ -43,9 +43,10 @@ def export_model(decoder, latent_dim, out, target, encoder=None, output="probs",
     one (B, D) code (a deterministic auto-encoder; its log-variance is recorded as -20).
     ``output_key``: the entry of a decoder returning a dict, dataclass or tuple (pythae's
     ModelOutput: "reconstruction"). ``condition="concat"``: a conditional decoder takes one tensor
-    cat([z, y], 1) and the encoder cat([x.flatten(1), y], 1), as many research CVAEs do. ``likelihood``: "bernoulli" (default),
-    ("gaussian", sigma) or a jetgen.export.Likelihood. ``prior``: "normal" or {"family", "params"}
-    (jetgen.spec.PRIOR_FAMILIES; scalars are broadcast). ``labels``: label names (conditional
+    cat([z, y], 1) and the encoder cat([x.flatten(1), y], 1), as many research CVAEs do.
+    ``likelihood``: "bernoulli" (default), ("gaussian", sigma) or a jetgen.export.Likelihood.
+    ``prior``: "normal" or {"family", "params"} (jetgen.spec.PRIOR_FAMILIES, "gmm" included; scalars
+    are broadcast). ``labels``: label names (conditional
     models). ``data``: (images, labels) or a jetgen.export.ExportData of real examples for parity,
     int8 calibration, the quality table and golden vectors. ``metadata``: JSON values recorded in
     the manifest's provenance. ``kind``: vae/cvae/ad/vad (default from encoder and labels).
@@ -243,9 +244,8 @@ def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range,
     if output == "points" and isinstance(out, torch.Tensor):
         from jetgen.export.graphs import cloud_layout, to_points
 
-        layout = cloud_layout(out) if output_shape is None or out.dim() == 4 else "points"
-        out = to_points(out, layout) if layout else out
-        layout = layout or "points"
+        layout = cloud_layout(out) or "points"  # (B, 3N) flat: reshaped as (B, N, 3)
+        out = to_points(out, layout)
     if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.dim() < 2 or out.shape[0] != 2:
         raise JetgenError("The decoder must return one float tensor with the batch first; given {} it returned {}."
                           .format(_describe_call(inputs), _what(out)))
