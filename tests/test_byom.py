@@ -528,7 +528,8 @@ def test_a_likelihood_can_supply_its_own_gradient(tmp_path):
 
 
 @pytest.mark.parametrize("decoder, kwargs, words", [
-    (lambda z: (torch.sigmoid(z), z), {}, "must return one float tensor"),
+    (lambda z: (torch.sigmoid(z), z), {}, "returns a tuple of 2 values; name the position of its output"),
+    (lambda z: z.long(), {}, "must return one float tensor"),
     (lambda z: torch.sigmoid(z.repeat(1, 10)), {"output_shape": (1, 28, 28)}, "needs 784"),
     (lambda z: z.repeat(1, 98).view(-1, 1, 28, 28), {}, "output=\"logits\""),
     (lambda z, y: torch.sigmoid(z.repeat(1, 98)), {"output_shape": (1, 28, 28)}, "Calling the decoder with z"),

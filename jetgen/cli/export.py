@@ -39,14 +39,38 @@ INT64_NOTE = ("{} shape tensors are INT64 (ONNX's type for shapes and indices); 
 @click.option("--decoder-attr", help="Method that decodes z [, y] (default: decode, else forward).")
 @click.option("--encoder-attr", help="Method that encodes x [, y] to (mu, logvar) (default: encode when present).")
 @click.option("--no-encoder", is_flag=True, default=None, help="Export without an encoder (auto-decoders).")
-@click.option("--output", type=click.Choice(["probs", "logits"]), help="What the decoder returns (default probs).")
-@click.option("--output-shape", help="C,H,W of one output (needed when the decoder returns flat vectors).")
+@click.option("--output", type=click.Choice(["probs", "logits", "points"]),
+              help="What the decoder returns (default probs; points: point clouds).")
+@click.option("--output-shape", help="C,H,W of one output (needed when the decoder returns flat vectors; N,3 for "
+                                     "points).")
 @click.option("--output-range", help="low,high of the outputs (default 0,1).")
 @click.option("--likelihood", help="bernoulli (default) or gaussian:SIGMA, the gradient graph's loss.")
 @click.option("--labels", help="Label names of a conditional model: 0..9, or cat,dog,bird.")
-@click.option("--data", help="Real examples for parity, calibration and golden vectors: digits, mnist, folder.")
+@click.option("--data", help="Real examples for parity, calibration and golden vectors: digits, mnist, folder, or "
+                             "a .npy/.npz file (images or clouds).")
 @click.option("--data-dir", type=click.Path(), help="Where --data mnist or folder lives.")
 @click.option("--name", help="The bundle's name (default: the --out directory's).")
+@click.option("--path", help="Folder(s) to import --module package.module:NAME from (joined with ':').")
+@click.option("--decoder-output", help="The entry of a decoder returning a dict, dataclass or tuple (pythae: "
+                                       "reconstruction; a number for a tuple position).")
+@click.option("--encoder-keys", help="The encoder's mean and log-variance entries, e.g. embedding,log_covariance "
+                                     "(one key: a deterministic code).")
+@click.option("--encoder-input", type=click.Choice(["auto", "image", "flat", "channels_first"]),
+              help="What the encoder takes: images, flat vectors, or clouds (B, 3, N) (default: found by trying).")
+@click.option("--condition", type=click.Choice(["separate", "concat"]),
+              help="Conditional models: decode(z, y) (separate, default) or decode(cat([z, y], 1)) (concat).")
+@click.option("--prior", help="normal (default), a prior description (.json file or JSON object: gaussian, "
+                              "exponential, uniform or gmm), or a latent table .npy to fit.")
+@click.option("--prior-components", type=int, help="With a .npy --prior: fit a mixture of this many gaussians.")
+@click.option("--kind", help="The bundle's kind (vae, cvae, ad, vad, atlasnet; default from the model).")
+@click.option("--arch", help="The architecture name the manifest records (default custom).")
+@click.option("--patches", type=int, help="Points: the decoder's K patches.")
+@click.option("--grid", type=int, help="Points: each patch is a G x G grid (N = K*G*G).")
+@click.option("--faces", help="Points: the mesh's int (F, 3) .npy file, or grid (default: two triangles per cell).")
+@click.option("--encoder-points", type=int, help="Points: the encoder's fixed number of input points.")
+@click.option("--target-points", type=int, help="Points: observed points per completion call (default 1024).")
+@click.option("--loss-scale", type=float, help="Points: completion minimises loss_scale * Chamfer + ...")
+@click.option("--prior-weight", type=float, help="Points: ... + prior_weight * the prior term.")
 @click.option("--spec", "spec_path", type=click.Path(), help="JSON file holding these options (snake_case keys).")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing bundle at --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and check report as JSON.")

@@ -22,7 +22,7 @@ def export_model(decoder, latent_dim, out, target, encoder=None, output="probs",
                  output_range=None, likelihood=None, prior="normal", labels=None, data=None,
                  precision="fp32", max_batch=1024, name=None, metadata=None, force=False, log=None,
                  calib_samples=500, kind=None, arch="custom", encoder_input="auto", encoder_keys=("mu", "logvar"),
-                 points=None):
+                 points=None, output_key=None, condition="separate"):
     """Export a PyTorch latent model to the bundle directory ``out`` for ``target``; return the manifest.
 
     ``decoder``: an nn.Module (its forward), a bound method of one (``vae.decode``) or a function,
@@ -34,11 +34,19 @@ def export_model(decoder, latent_dim, out, target, encoder=None, output="probs",
     "encoder_points", "target_points" (default 1024), "loss_scale", "prior_weight"} (see
     jetgen.export.points), the encoder taking (B, encoder_points, 3), likelihood "chamfer" (or a
     jetgen.export.Chamfer with its own latent_grad module) and ``data`` test clouds (N, P, 3).
+    A point decoder may also return (B, 3, N), (B, K, P, 3) or (B, K, 3, P) (K patches of P points;
+    made (B, K*P, 3) patch-major); its encoder is tried with (B, N, 3) and then channel-first
+    (B, 3, N) (``encoder_input="channels_first"`` says so).
     ``encoder`` (optional): likewise, called with images
     (B, C, H, W) or, when that fails or ``encoder_input="flat"``, (B, C*H*W); it returns (mu, logvar),
-    a dict with ``encoder_keys``, or one (B, 2D) tensor. ``likelihood``: "bernoulli" (default),
-    ("gaussian", sigma) or a jetgen.export.Likelihood. ``prior``: "normal" or {"family", "params"}
-    (jetgen.spec.PRIOR_FAMILIES; scalars are broadcast). ``labels``: label names (conditional
+    a dict or dataclass with ``encoder_keys`` (one key: a deterministic code), one (B, 2D) tensor, or
+    one (B, D) code (a deterministic auto-encoder; its log-variance is recorded as -20).
+    ``output_key``: the entry of a decoder returning a dict, dataclass or tuple (pythae's
+    ModelOutput: "reconstruction"). ``condition="concat"``: a conditional decoder takes one tensor
+    cat([z, y], 1) and the encoder cat([x.flatten(1), y], 1), as many research CVAEs do.
+    ``likelihood``: "bernoulli" (default), ("gaussian", sigma) or a jetgen.export.Likelihood.
+    ``prior``: "normal" or {"family", "params"} (jetgen.spec.PRIOR_FAMILIES, "gmm" included; scalars
+    are broadcast). ``labels``: label names (conditional
     models). ``data``: (images, labels) or a jetgen.export.ExportData of real examples for parity,
     int8 calibration, the quality table and golden vectors. ``metadata``: JSON values recorded in
     the manifest's provenance. ``kind``: vae/cvae/ad/vad (default from encoder and labels).
@@ -59,9 +67,15 @@ def export_model(decoder, latent_dim, out, target, encoder=None, output="probs",
     prior = _prior(prior, latent_dim)
     dec = _part(decoder, "decoder")
     enc = _part(encoder, "encoder") if encoder is not None else None
-    shape = _probe_decoder(dec, latent_dim, labels, output, output_shape, output_range, data)
-    source = Source(dec, latent_dim, shape, output_range, lik, prior, labels, enc, encoder_keys=encoder_keys,
+    if condition not in ("separate", "concat"):
+        raise JetgenError("condition must be \"separate\" (decoder(z, y)) or \"concat\" (decoder(cat([z, y], 1))), "
+                          "not {!r}.".format(condition))
+    concat = condition == "concat" and bool(labels)
+    shape, layout = _probe_decoder(dec, latent_dim, labels, output, output_shape, output_range, data, output_key,
+                                   concat)
+    source = Source(dec, latent_dim, shape, output_range, lik, prior, labels, enc, encoder_keys=_keys(encoder_keys),
                     kind=_kind(kind, enc, labels, cloud), arch=str(arch))
+    source.decoder_output, source.concat, source.cloud_layout = output_key, concat, layout
     if cloud:
         from jetgen.export.points import as_cloud_data, check_points
 
@@ -79,6 +93,19 @@ def export_model(decoder, latent_dim, out, target, encoder=None, output="probs",
     _check_model_section(source)
     return write_bundle(source, target, out, precision=precision, calib_samples=calib_samples,
                         max_batch=max_batch, force=force, log=log)
+
+
+def _keys(keys):
+    if isinstance(keys, str):
+        keys = [k.strip() for k in keys.split(",") if k.strip()]
+    try:
+        keys = tuple(keys)
+    except TypeError:
+        keys = ()
+    if len(keys) not in (1, 2):
+        raise JetgenError("encoder_keys must name the mean and log-variance entries (or the code alone), not {!r}."
+                          .format(keys))
+    return keys
 
 
 def _positive_int(value, what):
@@ -175,21 +202,34 @@ def _describe_call(inputs):
 
 
 def _call(fn, inputs, what, accepts):
-    """``fn(*inputs)`` without gradients; JetgenError saying what it was called with when it raises."""
+    """``fn(*inputs)`` without gradients; JetgenError saying what it was called with (and the user's
+    line that raised) when it raises."""
+    import os
+
     import torch
+
+    from jetgen.export.refusals import user_frame
 
     try:
         with torch.no_grad():
             return fn(*[t for _, t in inputs])
+    except JetgenError:
+        raise
     except Exception as err:  # the user's code can raise anything; say what it was called with
-        raise JetgenError("Calling the {} with {} failed ({}: {}); it must accept {}.".format(
-            what, _describe_call(inputs), type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "",
-            accepts + (" and y one-hot (B, K)" if len(inputs) > 1 else "")))
+        frame = user_frame(err)
+        at = " at {} line {} in {}".format(os.path.basename(frame[0]), frame[1], frame[2]) if frame else ""
+        raise JetgenError("Calling the {} with {} failed{} ({}: {}); it must accept {}.".format(
+            what, _describe_call(inputs), at, type(err).__name__,
+            str(err).splitlines()[0][:200] if str(err) else "",
+            accepts + (" and y one-hot (B, K) (or, with condition=\"concat\" / --condition concat, one tensor "
+                       "cat([z or x, y], 1))" if len(inputs) > 1 and "cat(" not in accepts else "")))
 
 
-def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range, data):
-    """Call the decoder on 2 latents; return the output shape (C, H, W). JetgenError when it fails,
-    returns no float tensor, the wrong size, or probabilities outside the output range."""
+def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range, data, output_key=None,
+                   concat=False):
+    """Call the decoder on 2 latents; return the output shape (C, H, W) (or (N, 3)) and the layout of
+    a point decoder's output. JetgenError when it fails, returns no float tensor (or a dict without
+    ``output_key``), the wrong size, or probabilities outside the output range."""
     import torch
 
     from jetgen.export.graphs import DecoderGraph
@@ -197,8 +237,15 @@ def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range,
     inputs = [("z", torch.randn(2, latent_dim, generator=torch.Generator().manual_seed(0)))]
     if labels:
         inputs.append(("y", torch.eye(len(labels))[torch.arange(2) % len(labels)]))
-    module = DecoderGraph(_eval_copy(part.module), part.method, bool(labels), None, lambda t: t)
-    out = _call(module.raw, inputs, "decoder", "z (B, latent_dim)")
+    module = DecoderGraph(_eval_copy(part.module), part.method, bool(labels), None, lambda t: t, output_key, concat,
+                          None)
+    out = _call(module.raw, inputs, "decoder", "cat([z, y], 1)" if concat else "z (B, latent_dim)")
+    layout = "points"
+    if output == "points" and isinstance(out, torch.Tensor):
+        from jetgen.export.graphs import cloud_layout, to_points
+
+        layout = cloud_layout(out) or "points"  # (B, 3N) flat: reshaped as (B, N, 3)
+        out = to_points(out, layout)
     if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.dim() < 2 or out.shape[0] != 2:
         raise JetgenError("The decoder must return one float tensor with the batch first; given {} it returned {}."
                           .format(_describe_call(inputs), _what(out)))
@@ -211,7 +258,7 @@ def _probe_decoder(part, latent_dim, labels, output, output_shape, output_range,
         raise JetgenError("The decoder returned values from {:.3g} to {:.3g}, outside output_range {}; pass "
                           "output=\"logits\" if it ends without a sigmoid, or the range it really has.".format(
                               float(out.min()), float(out.max()), (lo, hi)))
-    return shape
+    return shape, layout
 
 
 def _what(out):
@@ -264,21 +311,29 @@ def _probe_encoder(source, encoder_input):
     flat. JetgenError when neither works or it does not return (mu, logvar) of (B, latent_dim)."""
     import torch
 
-    if encoder_input not in ("auto", "image", "flat"):
-        raise JetgenError("encoder_input must be auto, image or flat, not {!r}.".format(encoder_input))
+    if encoder_input not in ("auto", "image", "flat", "channels_first"):
+        raise JetgenError("encoder_input must be auto, image, flat or channels_first (point clouds (B, 3, N)), not "
+                          "{!r}.".format(encoder_input))
     x = torch.rand((2,) + source.input_shape, generator=torch.Generator().manual_seed(0))
     lo, hi = source.output_range
     inputs = [("x", lo + (hi - lo) * x)]
     if source.conditional:
         inputs.append(("y", torch.eye(source.num_classes)[torch.arange(2) % source.num_classes]))
-    tries = {"auto": (False, True), "image": (False,), "flat": (True,)}[encoder_input]
+    if source.points:  # (flatten, channels first) for clouds: (B, N, 3), then (B, 3, N)
+        tries = {"auto": ((False, False), (False, True)), "image": ((False, False),), "flat": ((True, False),),
+                 "channels_first": ((False, True),)}[encoder_input]
+        accepts = "clouds (B, N, 3) or (B, 3, N)"
+    else:
+        tries = {"auto": ((False, False), (True, False)), "image": ((False, False),), "flat": ((True, False),),
+                 "channels_first": ((False, True),)}[encoder_input]
+        accepts = "cat([x.flatten(1), y], 1)" if source.concat else "images (B, C, H, W) or (B, C*H*W)"
     first = None
-    for flat in tries:
-        source.encoder_flatten = flat
+    for flat, channels_first in tries:
+        source.encoder_flatten, source.channels_first = flat, channels_first
         try:
             mu, logvar = _call(source.graph_module("encoder", folded=False), inputs, "encoder",
-                               "images (B, C, H, W) or (B, C*H*W), returning (mu, logvar), a dict with keys "
-                               "{} or one (B, 2D) tensor,".format(source.encoder_keys))
+                               "{}, returning (mu, logvar), a dict with keys {}, one (B, 2D) tensor or one (B, D) "
+                               "code,".format(accepts, source.encoder_keys))
         except JetgenError as err:
             first = first or err
             continue

@@ -147,13 +147,39 @@ def _parity_failure(job, graph, parity):
 # ------------------------------------------------------------------- one graph
 
 def _build_fp32(job, graph):
-    """Export ``graph`` to a checked fp32 ModelProto at the target's opset."""
+    """Export ``graph`` to a checked fp32 ModelProto at the target's opset, run at two batch sizes
+    other than the tracing batch (``_batch_problem``). A TorchScript trace that baked the batch into
+    the graph (len(x), x.size(0) used as a Python int) is exported again with the dynamo exporter,
+    which keeps the batch symbolic; JetgenError naming the user's line when that fails too."""
+    if graph == "latent_grad":
+        proto = _finish(job, graph, _traced_latent_grad(job))
+        problem = _batch_problem(job, graph, proto)
+        if problem:
+            raise _fixed_batch_failure(job, graph, problem, [], None)
+        return proto
+    module = job.source.graph_module(graph)
+    notes = []
+    proto = _finish(job, graph, _export_torch(job, graph, module, notes=notes))
+    problem = _batch_problem(job, graph, proto)
+    if problem is None:
+        return proto
+    try:
+        proto = _finish(job, graph, _export_torch(job, graph, module, legacy=False, strict=True))
+    except JetgenError as err:
+        raise _fixed_batch_failure(job, graph, problem, notes, err)
+    second = _batch_problem(job, graph, proto)
+    if second:
+        raise _fixed_batch_failure(job, graph, second, notes, None)
+    job.log("the {} graph fixed its batch size in a TorchScript trace; exported with torch.export".format(graph))
+    return proto
+
+
+def _finish(job, graph, proto):
+    """Simplify, down-convert, TensorRT fixes, checks: the raw export as it is written."""
     from jetgen.export import onnx_tools
 
-    if graph == "latent_grad":
-        proto = _traced_latent_grad(job)
-    else:
-        proto = onnx_tools.simplify(_export_torch(job, graph, job.source.graph_module(graph)))
+    if graph != "latent_grad":
+        proto = onnx_tools.simplify(proto)
     proto = _downgrade(job, graph, proto)
     proto = onnx_tools.trt_fixes(proto)
     onnx_tools.set_min_ir_version(proto)
@@ -165,6 +191,57 @@ def _build_fp32(job, graph):
         raise JetgenError("The {} graph came out at opset {}, below the {} minimum of {}.".format(
             graph, onnx_tools.default_opset(proto), job.row["name"], job.row["opset_min"]))
     return proto
+
+
+CHECK_BATCHES = (1, 2)  # neither is TRACE_BATCH: a batch baked into a graph fails at one of them
+
+
+def _batch_problem(job, graph, proto):
+    """None when ONNX Runtime runs ``proto`` at every CHECK_BATCHES size with outputs of that batch
+    and values within PARITY_TOL of the PyTorch module; else what went wrong, in words."""
+    from jetgen.export import onnx_tools
+
+    sess = onnx_tools.session(proto, quiet=True)
+    source = job.source
+    for batch in CHECK_BATCHES:
+        args = source.example_inputs(graph, batch)
+        feeds = {k: np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
+                 for k, t in zip(source.input_names(graph), args)}
+        try:
+            got = onnx_tools.run(sess, feeds)
+        except Exception as err:  # ONNX Runtime's own errors: a Reshape to the traced batch, ...
+            return "at batch {} ONNX Runtime fails ({})".format(batch, _first_line(err))
+        want = source.reference(graph, feeds)
+        for g, w in zip(got, want):
+            if g.shape != w.shape:
+                return "at batch {} it returns shape {} instead of {}".format(batch, g.shape, w.shape)
+            err = float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))) if g.size else 0.0
+            if not parity_ok({"max_abs": err, "max_rel": err / (float(np.max(np.abs(w))) or 1.0)}):
+                return "at batch {} its outputs differ from the module's by {:.3g}".format(batch, err)
+    return None
+
+
+def _first_line(err):
+    import re
+
+    text = re.sub(r"\s+", " ", str(err)).strip()
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return (text[:240] + "...") if len(text) > 240 else text or type(err).__name__
+
+
+def _fixed_batch_failure(job, graph, problem, notes, dynamo_error):
+    """The refusal for a graph that only works at the tracing batch: the tracer's warnings name the
+    user's line (len(x), a tensor size used as a Python number)."""
+    from jetgen.export.refusals import user_lines
+
+    lines = user_lines(notes)
+    where = " ({})".format("; ".join(lines)) if lines else ""
+    also = " and torch.export could not keep it symbolic ({})".format(_first_line(dynamo_error)) \
+        if dynamo_error is not None else ""
+    return JetgenError("The exported {} graph of {} only works at the batch size it was traced with: {}{}{}. The "
+                       "model takes the batch size as a Python number (len(x), x.size(0) or x.shape[0] kept in a "
+                       "variable, or a constant); write the batch as -1 instead (x.reshape(-1, ...), x.flatten(1), "
+                       "torch.zeros_like(mu)).".format(graph, job.where, problem, where, also))
 
 
 def _downgrade(job, graph, proto):
@@ -181,18 +258,19 @@ def _downgrade(job, graph, proto):
             graph, job.where, known[0], job.opset, job.row["name"], known[1]))
 
 
-def _export_torch(job, graph, module):
+def _export_torch(job, graph, module, legacy=True, notes=None, strict=False):
     """The raw ONNX export of ``module``: the legacy exporter at the target opset for the decoder and
-    encoder, the dynamo exporter (opset 18) for the traced latent gradient."""
+    encoder (``legacy``; else the dynamo exporter), the dynamo exporter (opset 18) for the traced
+    latent gradient. ``notes`` collects the TorchScript tracer's warnings."""
     from jetgen.export import onnx_tools
     from jetgen.export.grad_export import LatentGradModule
 
     source = job.source
     # only a make_fx-traced gradient needs the dynamo exporter; a hand-written one exports like a decoder
-    legacy = not isinstance(module, LatentGradModule)
+    legacy = legacy and not isinstance(module, LatentGradModule)
     return onnx_tools.export_torch(module, source.example_inputs(graph, TRACE_BATCH), source.input_names(graph),
                                    source.output_names(graph), job.opset, graph, legacy=legacy,
-                                   max_batch=job.max_batch, where=job.where)
+                                   max_batch=job.max_batch, where=job.where, notes=notes, strict=strict)
 
 
 # Tracing and exporting the gradient graph is the slow step (seconds); exporting one model for several
@@ -215,6 +293,8 @@ def _prepare_latent_grad(job):
         return
     try:
         job.grad_module = source.trace_latent_grad(TRACE_BATCH)
+    except JetgenError:
+        raise
     except Exception as err:  # tracing raises many types; translate into one sentence
         raise trace_failure(err, "latent gradient", job.where)
 

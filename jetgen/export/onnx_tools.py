@@ -27,21 +27,24 @@ FORBIDDEN_OPS = RANDOM_OPS | {"Reciprocal"}
 # ---------------------------------------------------------------- torch -> ONNX
 
 def export_torch(module, args, input_names, output_names, opset, graph, legacy=True, max_batch=1024,
-                 where="the model"):
+                 where="the model", notes=None, strict=False):
     """Export ``module(*args)`` to an ONNX ModelProto with a dynamic axis 0 named "batch".
 
     ``legacy`` tries the TorchScript exporter at ``opset`` first and falls back to the dynamo
     exporter (opset 18, then ``downgrade``). Raises JetgenError naming the op (and what in
-    ``where``, the model's description, it comes from) when neither works.
+    ``where``, the model's description, it comes from) when neither works. ``notes``, a list, receives
+    the TorchScript tracer's warnings as (file, line, message): where a trace may have baked a Python
+    value (a batch size from len(x)) into the graph. ``strict``: the dynamo exporter reads the Python
+    code (torch.export strict mode), so len(x) and x.size(0) stay symbolic in the batch.
     """
     errors = []
     if legacy:
         try:
-            return _export_legacy(module, args, input_names, output_names, opset)
+            return _export_legacy(module, args, input_names, output_names, opset, notes)
         except Exception as err:  # the exporters raise many types; report them as one sentence
             errors.append(err)
     try:
-        model = _export_dynamo(module, args, input_names, output_names, max_batch)
+        model = _export_dynamo(module, args, input_names, output_names, max_batch, strict)
     except Exception as err:
         from jetgen.export.refusals import export_failure
 
@@ -50,15 +53,18 @@ def export_torch(module, args, input_names, output_names, opset, graph, legacy=T
     return model
 
 
+# messages in which an exporter says it has no translation for an op (and names it); an aten op named
+# in any other message (a tracing error, a fake-tensor assertion) is not a missing translation
 _UNSUPPORTED_PATTERNS = (
     r"Exporting the operator '([^']+)' to ONNX opset version \d+ is not supported",
     r"No ONNX function found for <OpOverload\(op='([^']+)'",
-    r"\b((?:aten|prims)(?:::|\.)[A-Za-z0-9_]+)",
+    r"[Uu]nsupported(?: FX)? nodes?: .*?\b((?:aten|prims)(?:::|\.)[A-Za-z0-9_]+)",
 )
 
 
 def describe_export_error(*errors):
-    """A one-line account of exporter errors, naming the unsupported op when any message has one."""
+    """A one-line account of exporter errors: "operation X has no ONNX translation" only when an
+    exporter says so, else the last error's first line."""
     texts = [re.sub(r"\x1b\[[0-9;]*m", "", str(err)) for err in errors]
     for pattern in _UNSUPPORTED_PATTERNS:
         for text in texts:
@@ -70,22 +76,25 @@ def describe_export_error(*errors):
     return first if len(first) <= 300 else first[:300] + "..."
 
 
-def _export_legacy(module, args, input_names, output_names, opset):
+def _export_legacy(module, args, input_names, output_names, opset, notes=None):
     import io
 
     import torch
 
     buf = io.BytesIO()
     axes = {name: {0: "batch"} for name in list(input_names) + list(output_names)}
-    with warnings.catch_warnings(), _quiet_fds():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught, _quiet_fds():
+        warnings.simplefilter("always")
         torch.onnx.export(module, tuple(args), buf, dynamo=False, opset_version=opset,
                           input_names=list(input_names), output_names=list(output_names),
                           dynamic_axes=axes, do_constant_folding=True)
+    if notes is not None:
+        notes.extend((w.filename, w.lineno, str(w.message)) for w in caught
+                     if getattr(w.category, "__name__", "") == "TracerWarning")
     return onnx.load_from_string(buf.getvalue())
 
 
-def _export_dynamo(module, args, input_names, output_names, max_batch):
+def _export_dynamo(module, args, input_names, output_names, max_batch, strict=False):
     import contextlib
     import io
     import logging
@@ -102,6 +111,8 @@ def _export_dynamo(module, args, input_names, output_names, max_batch):
             lg.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
             warnings.simplefilter("ignore")
+            if strict:  # torch.export reads the bytecode: len(x) stays a symbol (non-strict specialises it)
+                module, dynamic = torch.export.export(module, tuple(args), dynamic_shapes=dynamic, strict=True), None
             program = torch.onnx.export(module, tuple(args), dynamo=True, opset_version=DYNAMO_OPSET,
                                         input_names=list(input_names), output_names=list(output_names),
                                         dynamic_shapes=dynamic, optimize=True, verbose=False, report=False)
@@ -403,13 +414,14 @@ def interface(model):
 
 # ---------------------------------------------------------------- running
 
-def session(model):
-    """An ONNX Runtime CPU session for a ModelProto (or serialized bytes)."""
+def session(model, quiet=False):
+    """An ONNX Runtime CPU session for a ModelProto (or serialized bytes); ``quiet``: its errors are
+    not logged (the caller reports them)."""
     import onnxruntime as ort
 
     data = model if isinstance(model, bytes) else model.SerializeToString()
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4 if quiet else 3
     opts.intra_op_num_threads = 2
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy threads after a run
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])

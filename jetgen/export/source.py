@@ -23,19 +23,107 @@ class Part(object):
         self.module, self.method = module, method
 
     def describe(self):
+        if isinstance(self.module, FunctionModule):
+            return self.module.describe()
         cls = type(self.module)
         return "{}.{}.{}".format(cls.__module__, cls.__qualname__, self.method)
 
 
 class FunctionModule(nn.Module):
-    """A plain function as a module (its tensors are constants of the graph)."""
+    """A plain function (a lambda, a closure) as a module. The modules, parameters and tensors it
+    reaches through its closure cells and the globals it names are registered on this module
+    (``captured``), and each call runs the function with this module's own copies bound in their
+    place: an eval-mode or BatchNorm-folded deep copy computes with its own weights, and tracers
+    that swap parameters (torch.func.functional_call) see the swapped ones."""
 
     def __init__(self, fn):
         super().__init__()
         self.fn = fn
+        self.slots = []  # (where, name, kind): "cell"/"global", the cell index or global name, module/tensor
+        code = getattr(fn, "__code__", None)
+        cells = getattr(fn, "__closure__", None) or ()
+        for i, cell in enumerate(cells):
+            self._capture("cell", i, _cell_value(cell))
+        names = _global_names(code) if code is not None else ()
+        for name in names:
+            if name in getattr(fn, "__globals__", {}):
+                self._capture("global", name, fn.__globals__[name])
+
+    def _capture(self, where, name, value):
+        key = "captured_{}".format(len(self.slots))
+        if isinstance(value, nn.Module):
+            self.add_module(key, value)
+        elif isinstance(value, torch.Tensor):
+            if isinstance(value, nn.Parameter):
+                self.register_parameter(key, value)
+            else:
+                self.register_buffer(key, value, persistent=False)
+        else:
+            return
+        self.slots.append((where, name, key))
+
+    def _bound(self):
+        """``fn`` with this module's registered copies in place of what it captured."""
+        import types
+
+        if not self.slots:
+            return self.fn
+        fn = self.fn
+        cells = list(fn.__closure__ or ())
+        scope = None
+        for where, name, key in self.slots:
+            value = getattr(self, key)
+            if where == "cell":
+                cells[name] = types.CellType(value)
+            else:
+                if scope is None:
+                    scope = dict(fn.__globals__)
+                scope[name] = value
+        bound = types.FunctionType(fn.__code__, scope if scope is not None else fn.__globals__, fn.__name__,
+                                   fn.__defaults__, tuple(cells) if cells else None)
+        bound.__kwdefaults__ = fn.__kwdefaults__
+        return bound
+
+    def __deepcopy__(self, memo):
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key in ("fn", "_cached") else copy.deepcopy(value, memo)
+        new.__dict__["_cached"] = None
+        return new
 
     def forward(self, *args):
-        return self.fn(*args)
+        # captured modules: bind once (a plain function call that torch.export can follow); captured
+        # tensors are swapped by functional_call on this module, so they are bound at every call
+        if any(isinstance(getattr(self, key), torch.Tensor) for _, _, key in self.slots):
+            return self._bound()(*args)
+        if self.__dict__.get("_cached") is None:
+            self.__dict__["_cached"] = self._bound()
+        return self.__dict__["_cached"](*args)
+
+    def describe(self):
+        """The function's module and name, with the file and line where it is defined."""
+        code = getattr(self.fn, "__code__", None)
+        where = " ({}:{})".format(code.co_filename, code.co_firstlineno) if code is not None else ""
+        return "{}.{}{}".format(getattr(self.fn, "__module__", None) or "?",
+                                getattr(self.fn, "__qualname__", type(self.fn).__name__), where)
+
+
+def _cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def _global_names(code):
+    """The global names ``code`` (and the functions nested in it) may read."""
+    names, todo = [], [code]
+    while todo:
+        c = todo.pop()
+        names.extend(n for n in c.co_names if n not in names)
+        todo.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+    return names
 
 
 class Source(object):
@@ -54,6 +142,9 @@ class Source(object):
         self.data, self.kind, self.arch = data, kind, arch
         self.provenance, self.name = dict(provenance or {}), name
         self.points = points  # point-cloud settings (jetgen.export.points.check_points) or None for images
+        # how the user's functions are called (jetgen.export.graphs): the output entry, one concatenated
+        # input for conditional models, the point layouts
+        self.decoder_output, self.concat, self.cloud_layout, self.channels_first = None, False, "points", False
         self._reference, self._folded = {}, {}
 
     # -- interfaces -------------------------------------------------------------------------------
@@ -109,9 +200,11 @@ class Source(object):
 
         if graph == "encoder":
             return EncoderGraph(self._module(self.encoder, folded), self.encoder.method, self.conditional,
-                                self.encoder_flatten, self.encoder_keys)
+                                self.encoder_flatten, self.encoder_keys, self.concat, self.channels_first,
+                                self.latent_dim)
         return DecoderGraph(self._module(self.decoder, folded), self.decoder.method, self.conditional,
-                            self.output_shape, self.likelihood.mean)
+                            self.output_shape, self.likelihood.mean, self.decoder_output, self.concat,
+                            self.cloud_layout)
 
     def example_inputs(self, graph, batch):
         if self.points:
