@@ -53,7 +53,8 @@ def choose_shape_schedule(n_train, batch, seconds_per_step=None, transfer=False,
     when ``seconds_per_step`` is known, spread over about TARGET_EPOCHS epochs of whole passes."""
     per_pass = int(math.ceil(n_train / float(batch)))
     target = TRANSFER_STEPS if transfer else TARGET_STEPS
-    wanted = max(target, MIN_PASSES * per_pass)
+    min_passes = MIN_PASSES // 2 if transfer else MIN_PASSES
+    wanted = max(target, min_passes * per_pass)
     steps, capped = wanted, False
     if seconds_per_step and wanted * seconds_per_step > max_seconds:
         steps, capped = max(MIN_CAPPED_STEPS, int(max_seconds / seconds_per_step)), True
@@ -62,8 +63,8 @@ def choose_shape_schedule(n_train, batch, seconds_per_step=None, transfer=False,
     total = epochs * passes * per_pass
     why = "{} training shapes: batch {} ({} steps per pass), {} pass{} per epoch, {} epochs = {} steps ({}{})".format(
         n_train, batch, per_pass, passes, "" if passes == 1 else "es", epochs, total,
-        "about {} steps{}".format(target, " from the --init-from weights" if transfer else "") if wanted == target
-        else "{} passes over the data".format(MIN_PASSES),
+        "the target: {} steps{}".format(target, " from the --init-from weights" if transfer else "") if wanted == target
+        else "{} passes over the data".format(min_passes),
         "; cut from {} to fit {:.0f} minutes".format(wanted, max_seconds / 60.0) if capped else "")
     return passes, epochs, total, why
 
@@ -71,23 +72,37 @@ def choose_shape_schedule(n_train, batch, seconds_per_step=None, transfer=False,
 def fill_shape_schedule(opts, n_train, probe=None, world=1):
     """Put the chosen batch_size, lr, epochs and passes into ``opts`` where they are None; return the
     sentence for the first log line (what was chosen, why, and the time estimate), or None when the user
-    gave them all. ``probe(batch)`` returns measured seconds per optimiser step (or None)."""
-    auto = [k for k in ("batch_size", "lr", "epochs", "passes") if opts.get(k) is None]
+    gave batch size, lr and epochs. ``probe(batch)`` returns measured seconds per optimiser step (or None).
+    Epochs the user gives are single passes unless they give --passes too."""
+    auto = [k for k in ("batch_size", "lr", "epochs") if opts.get(k) is None]
+    if opts.get("epochs") is not None and opts.get("passes") is None:
+        opts["passes"] = 1
+    if not auto:
+        return None
     per_process = max(1, n_train // max(1, world))
     batch, lr = choose_batch(per_process)
     batch = opts["batch_size"] or batch
     seconds = probe(batch) if probe is not None else None
-    passes, epochs, steps, why = choose_shape_schedule(per_process, batch, seconds, bool(opts.get("init_from")))
-    if opts.get("epochs") is not None:  # the user's epochs are whole passes, as for every other model
-        passes, epochs = opts.get("passes") or 1, opts["epochs"]
-        steps = epochs * passes * int(math.ceil(per_process / float(batch)))
+    per_pass = int(math.ceil(per_process / float(batch)))
+    if opts.get("epochs") is None:
+        passes, epochs, steps, why = choose_shape_schedule(per_process, batch, seconds, bool(opts.get("init_from")))
+        if opts.get("passes") is not None:  # the user's passes: as many epochs as the chosen steps need
+            passes = opts["passes"]
+            epochs = max(1, int(round(steps / float(passes * per_pass))))
+            steps = epochs * passes * per_pass
+            why = "{} training shapes: batch {} ({} steps per pass), --passes {}, {} epochs = {} steps".format(
+                n_train, batch, per_pass, passes, epochs, steps)
+    else:
+        passes, epochs = opts["passes"], opts["epochs"]
+        steps = epochs * passes * per_pass
+        why = "{} training shapes: batch {} ({} steps per pass), --epochs {} of {} pass{} = {} steps".format(
+            n_train, batch, per_pass, epochs, passes, "" if passes == 1 else "es", steps)
     chosen = {"batch_size": batch, "lr": lr, "epochs": epochs, "passes": passes}
+    if opts.get("passes") is None:
+        auto.append("passes")
     for key in auto:
         opts[key] = chosen[key]
-    if [k for k in auto if k != "passes"]:
-        opts["auto_schedule"] = [k for k in auto if k != "passes"]
-    else:
-        return None
+    opts["auto_schedule"] = [k for k in auto if k != "passes"]
     estimate = "; estimated {} of training ({:.2f} s per step measured)".format(
         _duration(seconds * steps), seconds) if seconds else ""
     return "Chose {} from the data ({}{}); pass them to override.".format(
