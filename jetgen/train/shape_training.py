@@ -29,7 +29,7 @@ MIN_PASSES = 16  # at least this many passes over a large data set (the measured
 BATCHES = ((32, 2e-3), (16, 2e-3), (8, 1e-3))  # (batch, peak lr of one-cycle), largest first
 MIN_STEPS_PER_PASS = 3
 TARGET_EPOCHS = 20
-MAX_SECONDS = 300.0  # the cap on the chosen schedule's estimated training time (the 5 minutes)
+MAX_SECONDS = 600.0  # the cap on the chosen schedule's estimated training time: 10 minutes
 MIN_CAPPED_STEPS = 200  # a time cap never cuts a run below this many steps
 PROBE_STEPS = 3  # timed steps (after one untimed) for the estimate
 
