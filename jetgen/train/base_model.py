@@ -57,6 +57,9 @@ def ensure_base(settings, log, quiet=False, device="auto", data=None):
     if _complete(target):
         log("Using the base model {} (built earlier; delete it to build again).".format(target))
         return target
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise JetgenError("The base model {} is not built yet; build it once with a single process (the same "
+                          "jetgen train command without torchrun), then start the distributed run.".format(target))
     n_shapes = len(data["shape_classes"]) * data["shapes_per_class"]
     log("Building the base model once: atlasnet {} on jetgen's procedural shapes ({} classes, {} training shapes); "
         "it is cached in {} for later runs with this configuration.".format(
