@@ -108,6 +108,9 @@ def run_row(name, out, extra):
     print("training {} ...".format(name), flush=True)
     log, seconds = cli("train", "atlasnet", "--data", "meshes", "--data-dir", folder, "--force", "--out", run,
                        *(options + list(extra)))
+    os.makedirs(row_dir, exist_ok=True)
+    with open(os.path.join(row_dir, "train.log"), "w") as handle:
+        handle.write(log)
     first = [line for line in log.splitlines() if line.startswith("Chose")]
     estimate = re.search(r"estimated ([0-9.]+ (?:s|minutes))", first[0]) if first else None
     result, _ = cli("eval", run, "--json", "--quiet", "--no-pictures", "--out", os.path.join(row_dir, "eval"))
