@@ -71,7 +71,7 @@ def completion(run, bundle, n_max=60):
     partial = [cut_by_plane(cloud, rng=int(i))[0] for i, cloud in zip(pick, full)]
     retrieval, _ = M.partial_baselines(partial, data.train_x, data.train_y)
     everyone = np.zeros(len(data.train_y), dtype=np.int64)
-    mean_shape = M.medoid_baseline(np.zeros(len(pick), dtype=np.int64), data.train_x, everyone)
+    mean_shape = M.medoid_baseline(np.zeros(len(pick), dtype=np.int64), data.train_x, everyone, max_shapes=len(everyone))
     start = time.time()
     completed = np.concatenate([model.complete(cloud).x for cloud in partial])
     seconds = (time.time() - start) / len(partial)
