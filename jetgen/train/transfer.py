@@ -10,8 +10,8 @@ import os
 from jetgen.errors import JetgenError
 from jetgen.train import rundir
 
-NAMES_SHOWN = 8
-BASE = "base"  # --init-from base: the base model jetgen builds itself (a run directory named so: ./base)  # tensor names listed per category in the log line
+NAMES_SHOWN = 8  # tensor names listed per category in the log line
+BASE = "base"  # --init-from base: the base model jetgen builds itself (a run directory named so: ./base)
 
 
 def init_from_run(model, source, run_dir, log, quiet=False, device="auto"):
