@@ -138,8 +138,8 @@ def table(rows):
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         c = r["completion"]
-        lines.append("| 3 x {} | {} | {:.2f} | {:.2f} | {:.2f} | {}/{} | {:.2f} / {:.2f} | {:.2f} | {:.2f} | {:.0f} s ({}) "
-                     "| {:.1f} |".format(r["per_class"], " ".join(r["options"]) or "defaults", r["chamfer"],
+        lines.append("| 3 x {} | {} | {:.2f} | {:.2f} | {:.2f} | {}/{} | {:.2f} / {:.2f} | {:.2f} | {:.2f} "
+                     "| {:.0f} s ({}) | {:.1f} |".format(r["per_class"], " ".join(r["options"]) or "defaults", r["chamfer"],
                                          r["chamfer"] / r["oracle"], r["chamfer"] / r["medoid"], r["active_units"],
                                          r["latent_dim"], r["cov"], r["nna"], c["over_mean_shape"], c["over_retrieval"],
                                          r["train_seconds"], r["estimate"], r["load_average"][0]))
