@@ -160,7 +160,8 @@ def test_init_from_base_builds_once_then_reuses_and_records_it(folder, tmp_path,
     assert "Building the base model once: atlasnet vae on jetgen's procedural shapes (2 classes, 12 training shapes)" \
         in first
     assert "Training atlasnet (vae, latent 8) on shapes (12 shapes)" in first  # the base's own progress
-    assert first.index("Building the base") < first.index("Chose") < first.index("epoch")
+    assert first.index("Chose") < first.index("Building the base") < first.index("epoch   1/")
+    assert "the target: 20 steps from the --init-from weights" in first.splitlines()[1]
     record = config_of(str(tmp_path / "a"))["init_from"]
     settings = dict(variant="vae", latent_dim=8, patches=2, hidden=32, layers=2, train_points=128, encoder_points=128,
                     grid=8)

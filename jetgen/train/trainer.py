@@ -190,6 +190,8 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
     """Data, model, optimiser, data order and schedule of a run, restored from its checkpoint when
     resuming; None when a resumed run is already complete."""
     data, chosen = _load_data(opts, run_dir, resuming, world)
+    if chosen and rank == 0 and not opts["quiet"]:
+        _say(chosen)  # before anything slow (a base model to build), so the plan and its estimate come first
     torch.manual_seed(opts["seed"])
     try:
         model = build_model(opts)
@@ -246,8 +248,6 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
         # same weights on every rank (seed above), different noise per rank from here on
         torch.manual_seed(opts["seed"] + 7919 * (rank + 1))
     if run.show:
-        if chosen:
-            _say(chosen)
         if augment_line:
             _say(augment_line)
         _say("Training {} ({}, latent {}) on {} ({} {}) for {} epochs on {}{}{}{}.".format(
