@@ -32,6 +32,8 @@ SKIP = (
     (r"^sudo\b", "changes a Jetson's power mode as root"),
     (r"--module my_vae\.py", "exports the reader's own model file (my_vae.py, vae.pt); tests/test_byom.py runs this "
                              "command on a model it writes"),
+    (r"--init-from base", "builds the full base model (minutes of training); tests/test_shapes_small.py builds a "
+                          "tiny one through the same code"),
     (r"^jetgen serve\b", "starts a web server that runs until Ctrl-C (tests/test_serve_*.py drive it over HTTP and "
                          "in Chromium)"),
 )

@@ -150,6 +150,7 @@ def format_shape_table(result):
     lines += _aligned(rows)
     lines.append("  fitted mixture: {}; active units {} of {}".format(result["mixture_source"], result["active_units"],
                                                                      result["latent_dim"]))
+    lines += result.get("warnings") or []
     if result.get("pictures"):
         lines.append("  pictures: {}".format(", ".join(sorted(p.rsplit("/", 1)[-1] for p in result["pictures"]))))
         lines.append("  in {}".format(result["pictures"][0].rsplit("/", 1)[0]))

@@ -35,8 +35,7 @@ def _by_kind(key, image=None):
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--force", is_flag=True, help="Replace an existing --out run directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Total epochs (with --resume: the new total) [default: {} for image models, {} for atlasnet]."
-              .format(_AUTO, _3D["epochs"]))
+              help="Total epochs (with --resume: the new total) [default: {}].".format(_AUTO))
 @click.option("--latent-dim", type=click.IntRange(min=1), default=None,
               help="Latent size [default: 10 for mlp, 32 for conv and dcgan, 128 for atlasnet].")
 @click.option("--arch", type=click.Choice(_ARCH_CHOICES), default=None,
@@ -68,10 +67,9 @@ def _by_kind(key, image=None):
 @click.option("--code-reg", type=click.FloatRange(min=0), default=DEFAULTS["code_reg"], show_default=True,
               help="ad: weight of |z|^2.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Batch size per process [default: {}; {} for atlasnet].".format(_AUTO, _3D["batch_size"]))
+              help="Batch size per process [default: {}].".format(_AUTO))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Adam learning rate (the peak of one-cycle) [default: {}; {:g} for atlasnet].".format(
-                  _AUTO, _3D["lr"]))
+              help="Adam learning rate (the peak of one-cycle) [default: {}].".format(_AUTO))
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
               help="Learning rate over the run {}.".format(_by_kind("lr_schedule")))
 @click.option("--latent-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["latent_lr"],
@@ -96,8 +94,14 @@ def _by_kind(key, image=None):
               show_default=True, help="shapes data: training shapes per class.")
 @click.option("--test-shapes-per-class", type=click.IntRange(min=0), default=DEFAULTS["test_shapes_per_class"],
               show_default=True, help="shapes data: test shapes per class.")
-@click.option("--init-from", type=click.Path(file_okay=False), default=None, metavar="RUN",
-              help="atlasnet: start from the weights of this trained run (matching tensors; reported).")
+@click.option("--init-from", type=click.Path(file_okay=False), default=None, metavar="RUN|base",
+              help="atlasnet: start from the weights of this trained run (matching tensors; reported), or from "
+                   "`base`: a model jetgen trains once on its procedural shapes and caches in $JETGEN_CACHE.")
+@click.option("--passes", type=click.IntRange(min=1), default=None,
+              help="atlasnet: passes over the training shapes per epoch [default: {}].".format(_AUTO))
+@click.option("--augment/--no-augment", default=None,
+              help="atlasnet: scale (and, where the shapes share no heading, turn) training shapes at every step "
+                   "[default: on below 1,000 training shapes].")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS["device"], show_default=True,
               help="auto: CUDA when present.")
@@ -109,6 +113,7 @@ def train(ctx, model, **options):
 
     \b
     jetgen train vae --epochs 30 --out runs/vae
+    jetgen train atlasnet --data meshes --data-dir my-meshes --init-from base --out runs/mine
     jetgen train atlasnet --variant ae --out runs/ae3d
     jetgen train atlasnet --init-from runs/ae3d --epochs 8 --out runs/vae3d
     jetgen train cvae --data mnist --data-dir ~/data --out runs/cvae

@@ -27,6 +27,7 @@ DEFAULTS = {
     # 3D shapes (atlasnet): model, data set size, and the run whose weights start this one
     "variant": "vae", "patches": 16, "grid": 8, "layers": 2, "train_points": 512, "encoder_points": 512,
     "points": 2500, "shape_classes": None, "shapes_per_class": 300, "test_shapes_per_class": 80, "init_from": None,
+    "passes": None, "augment": None,  # passes over the data per epoch; augmentation on/off (None: from the size)
     # running
     "device": "auto", "amp": True, "quiet": False,
 }
@@ -34,16 +35,15 @@ DEFAULTS = {
 RESUME_OVERRIDES = ("epochs", "device", "amp", "quiet")
 DEFAULT_LATENT_DIM = {"mlp": 10, "conv": 32, "dcgan": 32, "atlasnet": 128}
 # defaults that depend on the kind of model (None in DEFAULTS): the image kinds share one set. The
-# atlasnet schedule is the measured one (benchmarks/shapes_results.md): 16 epochs of 1,800 shapes at
-# batch 32 with a one-cycle rate peaking at 2e-3, about 8 minutes of one quiet CPU core.
+# atlasnet schedule (epochs, batch, lr, passes) is chosen from the data set's size
+# (jetgen.train.shape_training.fill_shape_schedule, measured in docs/shapes.md).
 KIND_DEFAULTS = {
     "image": {"data": "digits", "hidden": [500], "beta": 1.0, "lr_schedule": "constant"},
-    "atlasnet": {"data": "shapes", "hidden": 256, "beta": 0.01, "lr_schedule": "one-cycle", "epochs": 16,
-                 "batch_size": 32, "lr": 2e-3},
+    "atlasnet": {"data": "shapes", "hidden": 256, "beta": 0.01, "lr_schedule": "one-cycle"},
 }
 # options that only one side uses: given with the other side (a value other than the default) they are refused
 SHAPE_ONLY = ("variant", "patches", "grid", "layers", "train_points", "encoder_points", "points", "shape_classes",
-              "shapes_per_class", "test_shapes_per_class", "init_from")
+              "shapes_per_class", "test_shapes_per_class", "init_from", "passes", "augment")
 IMAGE_ONLY = ("image_size", "channels", "family", "likelihood", "sigma", "code_reg", "latent_lr", "download")
 SHAPE_KINDS = ("atlasnet",)
 RUN_ONLY_KEYS = ("out", "force")  # how to run, not what the run is: not stored in config.json
@@ -226,11 +226,20 @@ def _validate_shapes(o, where):
             raise JetgenError("--shape-classes takes distinct names from {}, comma-separated; got {!r} ({}).".format(
                 ",".join(SHAPE_CLASSES), o["shape_classes"], where))
         o["shape_classes"] = names
+    _validate_shape_schedule(o, where)
     ref = o["init_from"]
     if ref is not None and not (isinstance(ref, str) and ref) and not (
             isinstance(ref, dict) and all(k in ref for k in INIT_FROM_KEYS) and isinstance(ref["run"], str)):
         raise JetgenError("init_from must name a run directory, or be the record training writes ({}); got {!r} "
                           "({}).".format(", ".join(INIT_FROM_KEYS), ref, where))
+
+
+def _validate_shape_schedule(o, where):
+    """``passes`` (None or a whole number >= 1) and ``augment`` (None, true or false) of an atlasnet run."""
+    if o["passes"] is not None and (not _is_int(o["passes"]) or o["passes"] < 1):
+        raise JetgenError("--passes must be a whole number of at least 1, got {!r} ({}).".format(o["passes"], where))
+    if o["augment"] not in (None, True, False):
+        raise JetgenError("augment must be true, false or null, got {!r} ({}).".format(o["augment"], where))
 
 
 def check_stored(config, path):

@@ -5,12 +5,15 @@
 - cyclical:  ``cycles`` cycles over the whole run; within each, rise linearly over the first
              ``cycle_ratio`` of the cycle, then flat at beta (Fu et al. 2019).
 - free-bits: weight beta, but the KL term is sum_d max(lambda, mean_batch KL_d) (Kingma et al. 2016).
+- warmup:    0 for the first WARMUP_START of the run (reconstruction gets a foothold), then rising
+             linearly to beta by WARMUP_END of the run, flat after: the same shape for runs of any length.
 """
 import math
 
 import torch
 
-KL_SCHEDULES = ("constant", "linear", "cyclical", "free-bits")
+KL_SCHEDULES = ("constant", "linear", "cyclical", "free-bits", "warmup")
+WARMUP_START, WARMUP_END = 0.1, 0.4  # shares of the run (warmup)
 
 
 def kl_weight(schedule, step, total_steps, beta=1.0, warmup_delay=0, warmup_steps=1000, cycles=4,
@@ -24,6 +27,9 @@ def kl_weight(schedule, step, total_steps, beta=1.0, warmup_delay=0, warmup_step
         if warmup_steps <= 0:
             return float(beta)
         return float(beta) * min(1.0, (step - warmup_delay) / float(warmup_steps))
+    if schedule == "warmup":
+        start, end = WARMUP_START * total_steps, WARMUP_END * total_steps
+        return float(beta) * min(1.0, max(0.0, (step - start) / max(1.0, end - start)))
     if schedule == "cyclical":
         period = max(1.0, total_steps / float(cycles))
         tau = (step % period) / period

@@ -10,6 +10,7 @@ On (at most ``max_shapes`` of) the test split, evenly spread so the class mix is
   N(0, I) (for an AE: random latents), the fitted mixture of RUN/latent_prior.json, and the reference
   rows: real training shapes, and the decoder's reconstructions of them (the ceiling of any density);
 - the ``init_from`` provenance of the run, active units of the test means;
+- ``warnings``: loud lines when no latent unit is active or the model is worse than the class medoid;
 - pictures (``jetgen.train.shape_plots``): reconstructions.png, samples.png (meshes from the mixture),
   interpolation.png, patches.png, tsne.png, curves.png, latent_stats.png.
 """
@@ -132,10 +133,30 @@ def evaluate_shapes(run, data, options, result, phase, pictures_dir=None):
     result["chamfer_x1000"] = rows["model"]["chamfer_x1000"]
     result["chamfer_over_oracle"] = rows["model"]["chamfer_x1000"] / oracle if oracle > 0 else None
     result["active_units"], result["latent_variance"] = metrics.active_units(means)
+    result["warnings"] = quality_warnings(result)
     result["generation"], prior, result["mixture_source"] = generation(run, data, idx, seed, phase)
     if pictures_dir:
         result["pictures"] = phase("pictures", pictures, run, data, idx, means, prior, pictures_dir, seed)
     return result
+
+
+def quality_warnings(result):
+    """Loud sentences for a model that learnt nothing useful: no active latent unit (the encoder's output
+    does not depend on the input), and a reconstruction worse than the class medoid (a training shape of
+    the right class would do better)."""
+    from jetgen.train.shape_training import latent_warning
+
+    out = []
+    line = latent_warning(result["active_units"], len(result["latent_variance"]), variant=result["variant"])
+    if line:
+        out.append(line)
+    recon = result["reconstruction"]
+    model, medoid = recon["model"]["chamfer_x1000"], recon["class_medoid"]["chamfer_x1000"]
+    if model >= medoid:
+        out.append("WARNING: the model reconstructs worse than the class medoid (Chamfer-L2 x1000 {:.2f} against "
+                   "{:.2f}): returning a training shape of the right class would do better. Train for more steps "
+                   "or start from the base model (--init-from base).".format(model, medoid))
+    return out
 
 
 def pictures(run, data, idx, means, prior, out, seed):

@@ -147,13 +147,24 @@ def _load_data(opts, run_dir, resuming, world):
                                   data.name, run_dir, len(data.train_x), list(data.image_shape), opts["num_train"],
                                   opts["image_shape"]))
     else:
-        chosen = run_config.fill_schedule(opts, len(data.train_x), world)
+        chosen = _fill_schedule(opts, data, world)
         opts.update(image_shape=list(data.image_shape), classes=data.classes, num_train=len(data.train_x),
                     num_classes=data.num_classes if kind_class(opts["model"]).labelled else 0,
                     jetgen_version=__version__, torch_version=torch.__version__, run_id=uuid.uuid4().hex)
         if opts["data_dir"]:
             opts["data_dir"] = os.path.abspath(opts["data_dir"])
     return data, chosen
+
+
+def _fill_schedule(opts, data, world):
+    """The automatic batch size, lr and epochs (and, for 3D shapes, passes per epoch, timed on a throw-away
+    model); the sentence saying what was chosen, or None."""
+    if opts["model"] not in run_config.SHAPE_KINDS:
+        return run_config.fill_schedule(opts, len(data.train_x), world)
+    from jetgen.train.shape_training import fill_shape_schedule, step_seconds
+
+    return fill_shape_schedule(opts, len(data.train_x), world=world,
+                               probe=lambda batch: step_seconds(build_model, opts, data.train_x, batch))
 
 
 def _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts):
@@ -184,6 +195,8 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
     """Data, model, optimiser, data order and schedule of a run, restored from its checkpoint when
     resuming; None when a resumed run is already complete."""
     data, chosen = _load_data(opts, run_dir, resuming, world)
+    if chosen and rank == 0 and not opts["quiet"]:
+        _say(chosen)  # before anything slow (a base model to build), so the plan and its estimate come first
     torch.manual_seed(opts["seed"])
     try:
         model = build_model(opts)
@@ -192,7 +205,8 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
     if not resuming and isinstance(opts["init_from"], str):
         from jetgen.train.transfer import init_from_run
 
-        opts["init_from"] = init_from_run(model, opts["init_from"], run_dir, _say if rank == 0 else lambda m: None)
+        opts["init_from"] = init_from_run(model, opts["init_from"], run_dir, _say if rank == 0 else lambda m: None,
+                                          quiet=opts["quiet"], device=opts["device"])
     model.to(device)
     meta, state = _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts)
     if meta is None:
@@ -211,7 +225,8 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
         # the auto-decoder tables are dense embeddings used in every step, so every parameter gets a
         # gradient and DDP can all-reduce them without find_unused_parameters
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = DistributedSampler(range(len(data.train_x)), num_replicas=world, rank=rank, shuffle=True,
+    passes = opts.get("passes") or 1  # small 3D sets pass over the data several times per epoch
+    sampler = DistributedSampler(range(len(data.train_x) * passes), num_replicas=world, rank=rank, shuffle=True,
                                  seed=opts["seed"], drop_last=False)
     steps_per_epoch = int(math.ceil(len(sampler) / float(opts["batch_size"])))
     run = _Run(opts=opts, run_dir=run_dir, data=data, model=model, optimizer=optimizer, scaler=scaler,
@@ -221,7 +236,12 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
                free_bits=opts["free_bits"] if opts["kl_schedule"] == "free-bits" else None,
                train_x=data.train_x.to(device), train_y=data.train_y.to(device),
                epoch=0, step=0, global_step=0, acc=_new_accumulators(),
-               show=rank == 0 and not opts["quiet"])
+               show=rank == 0 and not opts["quiet"], augment=None)
+    augment_line = None
+    if opts["model"] in run_config.SHAPE_KINDS:
+        from jetgen.train.shape_training import choose_augmentation
+
+        run.augment, augment_line = choose_augmentation(opts, data.train_x)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         if use_amp and state.get("scaler"):
@@ -233,8 +253,8 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
         # same weights on every rank (seed above), different noise per rank from here on
         torch.manual_seed(opts["seed"] + 7919 * (rank + 1))
     if run.show:
-        if chosen:
-            _say(chosen)
+        if augment_line:
+            _say(augment_line)
         _say("Training {} ({}, latent {}) on {} ({} {}) for {} epochs on {}{}{}{}.".format(
             opts["model"], opts.get("variant") if opts["model"] in run_config.SHAPE_KINDS else opts["arch"],
             opts["latent_dim"], data.name, len(data.train_x), _examples(data), opts["epochs"], device,
@@ -290,7 +310,7 @@ def _run_epoch(run, stopper):
                 "Interrupted by {} at epoch {}, step {}/{}; a checkpoint is saved. Resume with: jetgen train "
                 "--resume {}".format(signal.Signals(stopper.signum).name, run.epoch + 1, run.step,
                                      run.steps_per_epoch, run.run_dir), stopper.signum)
-        idx = order[run.step * batch_size:(run.step + 1) * batch_size].to(run.device)
+        idx = (order[run.step * batch_size:(run.step + 1) * batch_size] % len(run.train_x)).to(run.device)
         s_recon, s_kl, s_loss, s_n, beta = _train_step(run, idx)
         if not all(math.isfinite(v) for v in (s_recon, s_kl, s_loss)):
             bar.close()
@@ -315,6 +335,8 @@ def _train_step(run, idx):
     """One optimiser step on the examples ``idx``; sums over all ranks of (recon, kl, loss, count) and beta.
     A non-finite loss skips the update (the caller stops)."""
     x = run.train_x[idx]
+    if run.augment is not None:
+        x = run.augment(x)
     y = F.one_hot(run.train_y[idx], run.data.num_classes).float() if run.model.conditional else None
     beta = _beta(run, run.global_step)
     factor = lr_factor(run.opts["lr_schedule"], run.global_step, run.total_steps)
@@ -353,8 +375,22 @@ def _end_epoch(run):
         rundir.append_latent_stats(run.run_dir, dict(epoch=run.epoch, **latent_stats))
         if run.show:
             _say(_summary(row, run.opts))
+            _collapse_watch(run, row, latent_stats)
     run.step, run.acc = 0, _new_accumulators()
     _checkpoint(run)
+
+
+def _collapse_watch(run, row, latent_stats):
+    """3D runs: a loud line when no latent unit is active, from a quarter of the run on (the encoder needs
+    some steps before its output depends on the input) and always at the end."""
+    if run.opts["model"] not in run_config.SHAPE_KINDS or 4 * run.epoch < run.opts["epochs"]:
+        return
+    from jetgen.train.shape_training import latent_warning
+
+    line = latent_warning(row["active_units"], run.opts["latent_dim"], latent_stats.get("kl_per_dim"),
+                          run.opts.get("variant", "vae"))
+    if line:
+        _say(line)
 
 
 class _Objective(nn.Module):

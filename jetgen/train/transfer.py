@@ -1,4 +1,4 @@
-"""``--init-from RUN``: start a new run from the weights of a run the user named (issue 11, transfer).
+"""``--init-from RUN`` (or ``base``): start a new run from the weights of a run the user named (issue 11, transfer).
 
 Only the run named is read, and only after checking that it is a jetgen run of the same model kind
 whose checkpoint matches its sha256 and belongs to it (``rundir.read_weights``). What was copied goes
@@ -11,15 +11,24 @@ from jetgen.errors import JetgenError
 from jetgen.train import rundir
 
 NAMES_SHOWN = 8  # tensor names listed per category in the log line
+BASE = "base"  # --init-from base: the base model jetgen builds itself (a run directory named so: ./base)
 
 
-def init_from_run(model, source, run_dir, log):
+def init_from_run(model, source, run_dir, log, quiet=False, device="auto"):
     """Copy the fitting tensors of the run ``source`` into ``model`` (``jetgen.models.atlasnet.init_from``),
     tell ``log`` the loaded / partial / skipped / new counts with their names, and return the record for
     config.json. JetgenError when ``source`` is not a trained jetgen run of ``model``'s kind, its
-    checkpoint is corrupt or foreign, or it is the run directory being created."""
+    checkpoint is corrupt or foreign, or it is the run directory being created. ``source`` "base" names
+    the base model (``jetgen.train.base_model``), built first when it is not cached; the record then
+    also holds ``base``: its key and the parameters it was built from."""
     from jetgen.models.atlasnet import init_from
 
+    base = None
+    if source == BASE:
+        from jetgen.train.base_model import base_key, ensure_base
+
+        source = ensure_base(model.settings, log, quiet=quiet, device=device)
+        base = {"key": base_key(model.settings)[0], "params": base_key(model.settings)[1]}
     if os.path.abspath(source) == os.path.abspath(run_dir):
         raise JetgenError("--init-from {} names the run directory being created; name another run.".format(source))
     config = rundir.read_config(source)
@@ -30,6 +39,8 @@ def init_from_run(model, source, run_dir, log):
     report = init_from(model, state)
     record = {"run": os.path.abspath(source), "checkpoint_sha256": meta["model_sha256"]}
     record.update((key, len(report[key])) for key in ("loaded", "partial", "skipped", "new"))
+    if base is not None:
+        record["base"] = base
     parts = []
     for key in ("partial", "skipped", "new", "unused"):
         names = report[key]
