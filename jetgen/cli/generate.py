@@ -13,16 +13,20 @@ import os
 import click
 import numpy as np
 
-from jetgen.cli.clouds import (check_any_out, complete_points, points_model, print_points_completion,
-                               sample_points, save_points_output, scene_option)
+from jetgen import modalities
 from jetgen.cli.options import (backend_options, check_out, draw_seed, label_indices, label_options, open_model,
                                 out_option, parse_labels, row_labels)
 from jetgen.cli.output import emit_json
 from jetgen.errors import JetgenError
-from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask, load_npy,
-                                   region_mask, save_outputs, write_png)
+from jetgen.modalities.image.codec import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask,
+                                           load_npy, region_mask, save_outputs, write_png)
 from jetgen.runtime.lettering import titled_grid
 from jetgen.runtime.model import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW, INITS
+
+IMAGE_OUTPUTS = (".png", ".npy")
+scene_option = click.option("--scene", is_flag=True,
+                            help="3D: write all shapes into one .obj/.ply/.xyz file, side by side, instead of one "
+                                 "file per shape.")
 
 DEFAULT_N = 64
 SHEET_ROWS = ("masked", "completed", "original")
@@ -32,6 +36,26 @@ SHEET_ROWS = ("masked", "completed", "original")
 MAX_SAMPLES = 65536
 MAX_FRAMES = 1000
 MAX_STEPS = 100000
+
+
+def check_any_out(path):
+    """Refuse, before any work, an output no bundle can write (images: .png/.npy; each modality's own)."""
+    known = set(IMAGE_OUTPUTS)
+    for name in modalities.names():
+        half = modalities.part(name, "cli")
+        known.update(half.OUTPUTS if half is not None else ())
+    if os.path.splitext(path)[1].lower() not in known:
+        raise JetgenError("Cannot write {}: the output must end in {}.".format(path, ", ".join(sorted(known))))
+    return path
+
+
+def _half(model, out=None):
+    """The model's modality's own CLI handling (jetgen.modalities), or None when this module handles it
+    (images); then JetgenError when ``out`` is not an image file."""
+    half = modalities.part(model.modality, "cli")
+    if half is None and out is not None and os.path.splitext(out)[1].lower() not in IMAGE_OUTPUTS:
+        raise JetgenError("This bundle ({}) makes images: write a .png or .npy, not {}.".format(model.kind, out))
+    return half
 
 
 # -- sample --------------------------------------------------------------------------------------
@@ -55,8 +79,9 @@ def sample(bundle, n, label, labels_text, seed, temperature, out, backend, preci
     seed, drawn = draw_seed(seed)
     note = None
     with open_model(bundle, backend, precision, device, threads) as model:
-        if points_model(model, out):
-            return sample_points(model, n or GRID_COLUMNS, seed, drawn, temperature, out, scene, as_json)
+        half = _half(model, out)
+        if half is not None:
+            return half.sample_points(model, n or GRID_COLUMNS, seed, drawn, temperature, out, scene, as_json)
         rows = row_labels(model, asked)
         if rows is None or label is not None:  # one label (or none): rows of GRID_COLUMNS
             count, columns = n or DEFAULT_N, GRID_COLUMNS
@@ -106,10 +131,9 @@ def load_endpoint(model, text):
             return _pick(arr, index or 0, text).astype(np.float32)
         if arr.ndim == 1:
             raise JetgenError("{} holds {} values but the latent size is {}.".format(text, arr.size, model.latent_dim))
-    if points_model(model):
-        from jetgen.runtime.shapes import read_points
-
-        return read_points(text)
+    half = _half(model)
+    if half is not None:  # the modality's own input file (points: a cloud)
+        return half.read_endpoint(text)
     x = load_images(text, model.output_shape)
     if index is None and len(x) != 1:
         raise JetgenError("{} holds {} inputs; pick one with {}:K.".format(text, len(x), text))
@@ -151,8 +175,9 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
         a, b = load_endpoint(model, start), load_endpoint(model, end)
         paths = [model.interpolate(a, b, steps=frames, mode=mode, labels=lab) for lab in rows]
         x, z = np.concatenate([p[0] for p in paths]), np.concatenate([p[1] for p in paths])
-        if points_model(model, out):
-            save_points_output(model, out, x, scene, ["frame {}".format(i) for i in range(len(x))])
+        half = _half(model, out)
+        if half is not None:
+            half.save_points_output(model, out, x, scene, ["frame {}".format(i) for i in range(len(x))])
         else:
             save_outputs(out, x, columns=frames)
     if as_json:
@@ -204,13 +229,14 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_text, ste
     if init == "random":
         seed = draw_seed(seed)[0]
     with open_model(bundle, backend, precision, device, threads) as model:
-        if points_model(model, out):
+        half = _half(model, out)
+        if half is not None:
             if mask_path or mask_region or label is not None or labels_text is not None:
                 raise JetgenError("A point-cloud bundle completes the cloud it is given: drop --mask, --mask-region "
                                   "and labels.")
-            report = complete_points(model, input_path, out, png_path, steps=steps, lr=lr, tol=tol,
-                                     init=init or "multistart", seed=seed)
-            return emit_json(report) if as_json else print_points_completion(report)
+            report = half.complete_points(model, input_path, out, png_path, steps=steps, lr=lr, tol=tol,
+                                          init=init or "multistart", seed=seed)
+            return emit_json(report) if as_json else half.print_points_completion(report)
         if png_path is not None:
             raise JetgenError("--png is for point-cloud bundles; an image bundle's --out .png is the sheet.")
         check_out(out)

@@ -13,8 +13,6 @@ loss and gradient through the one implementation in jetgen.export.losses.
 import torch
 from torch import nn
 
-from jetgen.export.batchnorm import folded_copy
-
 
 class DecoderGraph(nn.Module):
     def __init__(self, model, method="decode_logits", conditional=None, output_shape=None, mean=torch.sigmoid):
@@ -61,11 +59,6 @@ def posterior(out, keys=("mu", "logvar")):
         return out[0], out[1]
     mu, logvar = out.chunk(2, dim=1)
     return mu, logvar
-
-
-def inference_copy(model):
-    """An eval-mode deep copy of a jetgen ``model`` with BatchNorm folded (jetgen.export.batchnorm)."""
-    return folded_copy(model, "decode_logits", 2 if model.conditional else 1)
 
 
 def likelihood_of(model):

@@ -6,7 +6,7 @@ are drawn lower case. numpy only; Python 3.6 compatible.
 """
 import numpy as np
 
-from jetgen.runtime.images import grid
+from jetgen.modalities.image.codec import grid
 
 # 7 rows of 5 columns each, '#' = ink; letters with descenders sit one row higher
 _FONT = {
