@@ -185,17 +185,45 @@ def _plan(backends, precisions, order):
     return list(reversed(plan)) if order == "reverse" else plan
 
 
-def run_benchmark(bundle, backends=("torch", "onnxruntime", runtime_backends.DEFAULT), precisions=("fp32",),
-                  batch_sizes=(1, 8, 64, 256), sample_batch=1024, complete_batch=64, complete_steps=100,
-                  complete_lr=5e-2, warmup=5, min_time=1.0, max_iters=5000, run_dir=None, threads=None,
-                  memory=True, tasks=TASKS, progress=None, complete_min_time=None, peak=True, accuracy=True,
-                  order="forward"):
+class BenchOptions(object):
+    """What ``run_benchmark`` measures and for how long: one attribute per field of FIELDS (name, default),
+    given by keyword or, in FIELDS order, by position. TypeError for a field that does not exist."""
+
+    FIELDS = (("backends", ("torch", "onnxruntime", runtime_backends.DEFAULT)), ("precisions", ("fp32",)),
+              ("batch_sizes", (1, 8, 64, 256)), ("sample_batch", 1024), ("complete_batch", 64),
+              ("complete_steps", 100), ("complete_lr", 5e-2), ("warmup", 5), ("min_time", 1.0), ("max_iters", 5000),
+              ("run_dir", None), ("threads", None), ("memory", True), ("tasks", TASKS), ("progress", None),
+              ("complete_min_time", None), ("peak", True), ("accuracy", True), ("order", "forward"))
+
+    def __init__(self, *values, **settings):
+        names = [name for name, _ in self.FIELDS]
+        if len(values) > len(names):
+            raise TypeError("BenchOptions takes at most {} values, not {}".format(len(names), len(values)))
+        unknown = sorted(set(settings) - set(names))
+        twice = sorted(set(settings) & set(names[:len(values)]))
+        if unknown or twice:
+            raise TypeError("BenchOptions: {} {}".format("unknown setting" if unknown else "given twice",
+                                                         (unknown or twice)[0]))
+        given = dict(zip(names, values), **settings)
+        for name, default in self.FIELDS:
+            setattr(self, name, given.get(name, default))
+
+
+def run_benchmark(bundle, *values, **settings):
     """Measure every (task, backend, precision, batch) as the module docstring says; return a dict with
     machine, settings, peak, rows, quality, notes, memory and load.
 
-    A backend that cannot run here (no torch, no TensorRT) gives a row "skipped: <why>". Raises
-    JetgenError for a bad bundle or arguments, and when nothing asked for could run.
+    The settings are a BenchOptions (``options=``) or its fields, by keyword or in its order. A backend
+    that cannot run here (no torch, no TensorRT) gives a row "skipped: <why>". Raises JetgenError for a
+    bad bundle or arguments, and when nothing asked for could run.
     """
+    options = settings.pop("options", None)
+    if options is not None and (values or settings):
+        raise TypeError("run_benchmark: give options= or its fields, not both")
+    options = options or BenchOptions(*values, **settings)
+    (backends, precisions, batch_sizes, sample_batch, complete_batch, complete_steps, complete_lr, warmup, min_time,
+     max_iters, run_dir, threads, memory, tasks, progress, complete_min_time, peak, accuracy,
+     order) = (getattr(options, name) for name, _ in BenchOptions.FIELDS)
     from jetgen.bench.flops import graph_flops
     from jetgen.runtime.backends.ort import default_threads
 
