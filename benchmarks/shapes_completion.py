@@ -27,7 +27,7 @@ def main(argv=None):
 
     from jetgen.atomic import atomic_write_json
     from jetgen.bench.torch_ref import TorchReference
-    from jetgen.export.exporter import export_run
+    from jetgen.export.from_run import export_run
     from jetgen.runtime import Model
     from jetgen.runtime.shapes import cut_by_plane
     from jetgen.train import shape_metrics as M

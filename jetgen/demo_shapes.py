@@ -17,14 +17,14 @@ CUTS = 4  # test shapes cut and completed
 
 def _chamfer(a, b):
     """Chamfer-L2 x1000 (sum of both one-way means) of two clouds, numpy (as `jetgen eval` reports it)."""
-    from jetgen.runtime.shapes import chamfer
+    from jetgen.modalities.points.codec import chamfer
 
     return 1000.0 * float(chamfer(np.asarray(a)[None], np.asarray(b)[None])[0])
 
 
 def shapes_part(step, out, seed=0):
     """Run the 3D steps into ``out``/shapes; return the summary the report shows."""
-    from jetgen.runtime.shapes import cut_by_plane, write_points
+    from jetgen.modalities.points.codec import cut_by_plane, write_points
     from jetgen.train.shapes import load_shape_dataset
 
     root = os.path.join(out, "shapes")

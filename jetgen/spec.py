@@ -19,6 +19,7 @@ from jetgen.errors import JetgenError
 FORMAT = "jetgen-bundle"
 FORMAT_VERSION = 1  # what the exporter writes for image models (every reader since 0.1 reads them)
 POINTS_FORMAT_VERSION = 2  # point-cloud (atlasnet) bundles: version 1 readers refuse them with a sentence
+# (both are MODALITIES[m]["format_version"]; kept as names for the readers and tests that use them)
 FORMAT_VERSIONS = (1, 2)  # what readers accept
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # a manifest is a few kB; refuse to parse anything huge
@@ -31,11 +32,19 @@ MAX_GOLDEN_CASES = 16  # per graph; an exporter writes about four (prior and tes
 MAX_GOLDEN_BATCH = 4096
 MAX_GOLDEN_ELEMENTS = 1 << 22  # per file (16 MB of float32); every file is checked against it before loading
 MAX_GOLDEN_NAME = 64
-KINDS = ("vae", "cvae", "ad", "vad", "atlasnet")  # model kinds a bundle may declare (atlasnet: 3D point clouds)
+# modality (what kind of data a model makes) -> its model kinds, the format_version its bundles carry, and the
+# model section that holds its own settings (None: none). The one table of modality names; jetgen.modalities
+# says where each modality's code lives. A manifest names its modality in model.modality; one without it
+# (written before the field existed) is read by its format_version: 1 -> image, 2 -> points.
+MODALITIES = {
+    "image": {"title": "image", "kinds": ("vae", "cvae", "ad", "vad"), "format_version": 1, "section": None},
+    "points": {"title": "point-cloud", "kinds": ("atlasnet",), "format_version": 2,  # clouds (N, 3) with faces
+               "section": "points"},
+}
+KINDS = tuple(k for m in ("image", "points") for k in MODALITIES[m]["kinds"])  # model kinds a bundle may declare
 GRAPHS = ("decoder", "encoder", "latent_grad")  # in bundle order
 PRECISIONS = ("fp32", "fp16", "int8")
 LIKELIHOODS = ("bernoulli", "gaussian", "chamfer")  # chamfer: one-sided, observed points to decoded ones
-POINT_KINDS = ("atlasnet",)  # kinds whose output is a point cloud (N, 3) with a mesh's faces (model.points)
 FACES_FILE = "faces.npy"
 MAX_FACES = 1 << 22
 MAX_CLOUD_POINTS = 1 << 20  # per cloud, in any interface tensor
@@ -70,6 +79,27 @@ _RANGE_RULES = {
     "chamfer": lambda lo, hi: None if -MAX_OUTPUT <= lo < hi <= MAX_OUTPUT else
     "point coordinates must lie within +-{:g}".format(MAX_OUTPUT),
 }
+
+
+# -- modalities ----------------------------------------------------------------------------------
+
+def kind_modality(kind):
+    """The modality whose models a ``kind`` is; JetgenError naming the known kinds otherwise."""
+    for name, row in MODALITIES.items():
+        if kind in row["kinds"]:
+            return name
+    raise JetgenError("kind must be one of {}, not {!r}.".format(", ".join(KINDS), _short(kind)))
+
+
+def format_version(modality):
+    """The format_version a bundle of ``modality`` is written with (older readers refuse what they cannot read)."""
+    return MODALITIES[modality]["format_version"]
+
+
+def modality_section(model):
+    """A checked manifest model section's own modality settings (``model.points`` for point clouds), or None."""
+    section = MODALITIES[model["modality"]]["section"]
+    return model.get(section) if section else None
 
 
 # -- interfaces ----------------------------------------------------------------------------------
@@ -582,11 +612,18 @@ def _check_model(model):
     model["labels"] = list(labels) if model["conditional"] else []
     output = dict(need(model, "output", dict, "model.output"))
     shape = need(output, "shape", list, "model.output.shape")
-    if kind in POINT_KINDS:
+    modality = kind_modality(kind)
+    declared = optional(model, "modality", str, "model.modality")
+    if declared is not None and declared != modality:
+        raise JetgenError("The manifest's model.modality {!r} does not match its kind {} ({}); re-export the "
+                          "bundle.".format(_short(declared), kind, modality))
+    model["modality"] = modality
+    section = MODALITIES[modality]["section"]
+    if section == "points":
         if len(shape) != 2 or not is_int(shape[0]) or not 1 <= shape[0] <= MAX_CLOUD_POINTS or shape[1] != 3:
             raise JetgenError("The manifest's model.output.shape must be [points, 3] for a {} model, with at most "
                               "{} points.".format(kind, MAX_CLOUD_POINTS))
-        model["points"] = _check_points(need(model, "points", dict, "model.points"), shape[0])
+        model[section] = _check_points(need(model, section, dict, "model.points"), shape[0])
         shape = [1] + list(shape)  # the size check below, as one (1, N, 3) block
     elif len(shape) != 3 or not all(is_int(s) and s > 0 for s in shape):
         raise JetgenError("The manifest's model.output.shape must be three positive integers (C, H, W).")
@@ -620,10 +657,11 @@ def check_manifest(manifest):
         raise JetgenError("The manifest lists no decoder graph; re-export the bundle.")
     checked = {}
     n_labels = len(model["labels"]) if model["conditional"] else 0
-    if model["kind"] in POINT_KINDS and manifest["format_version"] < POINTS_FORMAT_VERSION:
-        raise JetgenError("The manifest declares a {} model at format_version {}, but point-cloud bundles are "
+    if manifest["format_version"] < format_version(model["modality"]):
+        raise JetgenError("The manifest declares a {} model at format_version {}, but {} bundles are "
                           "version {}; re-export the bundle.".format(model["kind"], manifest["format_version"],
-                                                                     POINTS_FORMAT_VERSION))
+                                                                     MODALITIES[model["modality"]]["title"],
+                                                                     format_version(model["modality"])))
     for name, entry in graphs.items():
         if name not in GRAPHS:
             raise JetgenError("The manifest lists an unknown graph {!r} (known: {}).".format(_short(name), ", ".join(GRAPHS)))
@@ -631,7 +669,7 @@ def check_manifest(manifest):
         for key in ("sha256", "bytes"):
             need(entry, key, str if key == "sha256" else int, "graphs.{}.{}".format(name, key))
         inputs, outputs = expected_interface(name, model["latent_dim"], n_labels, model["output"]["shape"],
-                                             model.get("points"))
+                                             modality_section(model))
         _check_tensors(name, entry, "inputs", inputs)
         _check_tensors(name, entry, "outputs", outputs)
         _check_golden_interface(name, entry.get("golden") or [], inputs, outputs)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from jetgen.cli import main
 from jetgen.errors import JetgenError
-from jetgen.export import exporter, onnx_tools
+from jetgen.export import exporter, from_run, onnx_tools
 from jetgen.export.graphs import DecoderGraph, EncoderGraph, loss_and_grad
 from jetgen.runtime.bundle import Bundle
 from jetgen.runtime.targets import TARGETS
@@ -80,7 +80,7 @@ def bundles(runs, tmp_path_factory):
         key = (kind_id, target, precision)
         if key not in made:
             out = str(root / "{}-{}-{}.jetgen".format(*key))
-            made[key] = (out, exporter.export_run(runs(kind_id), target, out, precision=precision,
+            made[key] = (out, from_run.export_run(runs(kind_id), target, out, precision=precision,
                                                   calib_samples=128))
         return made[key]
     return get
@@ -231,7 +231,7 @@ def test_fp16_quality(bundles):
 
 
 def test_fp16_auto_decoder_quality_on_the_test_split(run_factory, tmp_path):
-    manifest = exporter.export_run(run_factory("ad"), "xavier", str(tmp_path / "ad-fp16.jetgen"), precision="fp16")
+    manifest = from_run.export_run(run_factory("ad"), "xavier", str(tmp_path / "ad-fp16.jetgen"), precision="fp16")
     quality = manifest["quality"]
     recon = quality["recon_error"]
     assert "test image" in recon["unit"] and "test split" in quality["data"]
@@ -242,7 +242,7 @@ def test_fp16_auto_decoder_quality_on_the_test_split(run_factory, tmp_path):
 
 def test_int8_keeps_conditional_accuracy(run_factory, tmp_path):
     run = run_factory("cvae")
-    manifest = exporter.export_run(run, "orin", str(tmp_path / "cvae-int8.jetgen"), precision="int8",
+    manifest = from_run.export_run(run, "orin", str(tmp_path / "cvae-int8.jetgen"), precision="int8",
                                    calib_samples=256)
     Bundle.open(str(tmp_path / "cvae-int8.jetgen"))
     assert manifest["graphs"]["decoder"]["precision"] == "int8"
@@ -329,7 +329,7 @@ def test_injected_failure_leaves_no_bundle(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(exporter, "_write_graph", failing)
     out = tmp_path / "b.jetgen"
     with pytest.raises(RuntimeError, match="injected"):
-        exporter.export_run(runs("vae-mlp"), "orin", str(out))
+        from_run.export_run(runs("vae-mlp"), "orin", str(out))
     assert calls == ["decoder", "encoder", "latent_grad"]
     assert os.listdir(str(tmp_path)) == []  # no bundle, no temporary directory
 
@@ -340,7 +340,7 @@ def test_unexportable_op_named(runs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(DecoderGraph, "forward", forward)
     with pytest.raises(JetgenError, match="special_i0e"):
-        exporter.export_run(runs("vae-mlp"), "nano", str(tmp_path / "b.jetgen"))
+        from_run.export_run(runs("vae-mlp"), "nano", str(tmp_path / "b.jetgen"))
     assert not (tmp_path / "b.jetgen").exists()
 
 

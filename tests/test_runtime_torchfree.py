@@ -4,14 +4,19 @@ import subprocess
 import sys
 import textwrap
 
+from jetgen import modalities
 from tests.runtime_fixtures import make_bundle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # everything that runs on a Jetson (JetPack 4: Python 3.6); `make lint` checks the same list
 DEVICE_CODE = ["jetgen/runtime", "jetgen/spec.py", "jetgen/cli", "jetgen/bench", "jetgen/errors.py", "jetgen/atomic.py",
-               "jetgen/digest.py", "jetgen/__init__.py", "jetgen/doctor.py",
+               "jetgen/digest.py", "jetgen/__init__.py", "jetgen/doctor.py", "jetgen/cells.py", "jetgen/_moved.py",
                "jetgen/serve", "jetgen/selftest.py", "jetgen/signing.py"]
 DEVICE_CODE += ["jetgen/triton/python_model.py", "jetgen/triton/config.py"]  # run by Triton's Python on a board
+# each modality's device-side parts (every part but its desktop ones), from the registry
+DEVICE_MODULES = modalities.device_modules()
+DEVICE_CODE += [m.replace(".", "/") + ("/__init__.py" if os.path.isdir(os.path.join(ROOT, *m.split("."))) else ".py")
+                for m in DEVICE_MODULES]
 BLOCKED = ("torch", "torchvision", "sklearn", "matplotlib", "onnx", "onnxscript", "onnxslim", "safetensors",
            "scipy", "pandas", "tqdm")
 
@@ -47,6 +52,9 @@ PROGRAM = textwrap.dedent("""
     from jetgen.cli import main
     result = CliRunner().invoke(main, ["sample", {bundle!r}, "--n", "2", "--out", {out!r}])
     assert result.exit_code == 0, result.output
+    import importlib
+    for name in {device_modules!r}:  # every modality's device-side parts import without torch
+        importlib.import_module(name)
     loaded = sorted(n for n in sys.modules if n.split(".")[0] in BLOCKED)
     assert not loaded, loaded
     print("torch-free ok")
@@ -55,7 +63,7 @@ PROGRAM = textwrap.dedent("""
 
 def test_runtime_runs_without_torch(tmp_path):
     bundle, _ = make_bundle(str(tmp_path / "b.jetgen"))
-    code = PROGRAM.format(blocked=BLOCKED, bundle=bundle, out=str(tmp_path / "g.png"))
+    code = PROGRAM.format(blocked=BLOCKED, bundle=bundle, out=str(tmp_path / "g.png"), device_modules=DEVICE_MODULES)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -96,6 +104,8 @@ def test_runtime_and_spec_import_without_click():
         import jetgen.runtime
         import jetgen.runtime.model, jetgen.runtime.bundle, jetgen.runtime.images, jetgen.runtime.backends.ort
         import jetgen.runtime.backends.trt.session, jetgen.runtime.backends.trt.build
+        import jetgen.modalities.image.codec, jetgen.modalities.points.codec, jetgen.modalities.points.model
+        import jetgen.modalities.points.serve, jetgen.modalities.points.bench
         print("click-free ok")
     """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -38,7 +38,7 @@ def test_the_nano_bundle_holds_three_opset13_graphs_faces_and_the_3d_settings(bu
     model = trained[0]
     with open(os.path.join(bundle, "manifest.json")) as handle:
         manifest = json.load(handle)
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 2 and manifest["model"]["modality"] == "points"
     assert manifest["model"]["kind"] == "atlasnet" and manifest["model"]["likelihood"]["name"] == "chamfer"
     points = manifest["model"]["points"]
     assert (points["patches"], points["grid"], points["target_points"], points["loss_scale"]) == (4, 5, 96, 1000.0)

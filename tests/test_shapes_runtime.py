@@ -186,3 +186,14 @@ def test_runtime_shapes_are_python36_code():
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
     assert "requires" not in proc.stdout and "not met" not in proc.stdout, proc.stdout
+
+
+def test_a_cloud_npy_claiming_a_huge_header_is_refused_unread(tmp_path):
+    """read_points reads .npy headers with the one .npy reader (jetgen.modalities.image.codec.npy_header),
+    so a file claiming a 2 GiB header is refused before numpy reads it."""
+    import struct
+
+    path = tmp_path / "huge-header.npy"
+    path.write_bytes(b"\x93NUMPY\x02\x00" + struct.pack("<I", 2 ** 31) + b"{'descr': '<f4'")
+    with pytest.raises(JetgenError, match="header of 2147483648 bytes"):
+        rs.read_points(str(path))

@@ -3,22 +3,12 @@ results files both use them), markdown for results files, and a PNG chart."""
 import os
 import tempfile
 
+from jetgen.cells import fmt  # noqa: F401  (re-exported: results files use the one cell format)
 from jetgen.errors import JetgenError
 
 COLUMNS = ("task", "backend", "prec", "batch", "calls", "outliers", "min ms", "median ms", "mean ms", "p90 ms",
            "p99 ms", "max ms", "items/s", "GFLOP/s", "% peak", "vs torch", "vs session", "max err", "cond. acc",
            "mJ/item", "status")
-
-
-def fmt(value, digits=3):
-    """A number as a short table cell: '-' when missing, 3 significant digits, separators from 1000."""
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, float):
-        if value >= 1000:
-            return "{:,.0f}".format(value)
-        return "{:.{}g}".format(value, digits)
-    return str(value)
 
 
 def _times(value):

@@ -24,12 +24,14 @@ import tempfile
 
 import numpy as np
 
+from jetgen import modalities
 from jetgen.bench.device_info import describe
 from jetgen.bench.stats import ratio, summarize
 from jetgen.errors import JetgenError
+from jetgen.runtime import backends as runtime_backends  # not ``backends``: run_benchmark has a parameter of that name
 
 TASKS = ("decode", "sample", "complete")
-BACKENDS = ("torch", "onnxruntime", "ort", "trt")
+BACKENDS = ("torch", "onnxruntime") + tuple(runtime_backends.names())  # the references, then the runtime's backends
 SINGLE_PRECISION = ("torch", "onnxruntime")  # they run the fp32 model / the graph file as it is
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 WORKER_TIMEOUT = 3600
@@ -85,33 +87,13 @@ def _targets(bundle, z, y):
     from jetgen.runtime.model import Model
 
     why = None
-    for backend in ("ort", "trt"):
+    for backend in runtime_backends.names():
         try:
             with Model.open(bundle, backend=backend) as model:
                 return model.decode(z, y), None
         except JetgenError as err:
             why = str(err)
     return None, why
-
-
-def _points(model):
-    """Whether ``model`` is a point-cloud bundle (jetgen.runtime.points.PointModel)."""
-    return isinstance(getattr(model, "points", None), dict)
-
-
-def _partial_clouds(model, z):
-    """What a 3D completion gets: the decoded shapes of ``z`` cut in half by a random plane through each
-    centre, padded to the gradient graph's M points (targets (B, M, 3), mask (B, M)), and the prior mean."""
-    from jetgen.runtime.shapes import pad_clouds
-
-    rng = np.random.RandomState(3)
-    halves = []
-    for cloud in model.decode(z):
-        normal = rng.standard_normal(3)
-        height = (cloud - cloud.mean(0)).dot(normal)
-        halves.append(cloud[np.argsort(height)[len(cloud) // 2:]])
-    targets, mask = pad_clouds(halves, model.points["target_points"])
-    return {"targets": targets, "mask": mask, "z0": np.tile(model.prior.mean(), (len(z), 1)).astype(np.float32)}
 
 
 def _inputs(bundle, tasks, batch_sizes, sample_batch, complete_batch, path):
@@ -128,8 +110,9 @@ def _inputs(bundle, tasks, batch_sizes, sample_batch, complete_batch, path):
         data["y_acc"] = np.eye(k, dtype=np.float32)[np.repeat(np.arange(k), ACCURACY_PER_CLASS)]
         data["labels_acc"] = np.repeat(np.arange(k), ACCURACY_PER_CLASS)
         data["z_acc"] = model.prior.sample(len(data["y_acc"]), 1.0, np.random.RandomState(2))
-    if "complete" in tasks and model.bundle.has("latent_grad") and _points(model):
-        data.update(_partial_clouds(model, data["z"][:complete_batch]))
+    half = modalities.part(model.modality, "bench")
+    if "complete" in tasks and model.bundle.has("latent_grad") and half is not None:
+        data.update(half.complete_inputs(model, data["z"][:complete_batch]))
     elif "complete" in tasks and model.bundle.has("latent_grad"):
         targets, why = _targets(model.bundle, data["z"][:complete_batch],
                                 None if "y" not in data else data["y"][:complete_batch])
@@ -154,7 +137,7 @@ def _derive(rows, peak, flops_at):
             continue
         if row["backend"] != "torch":
             row["vs_torch"] = ratio(p50("torch", row["task"], row["batch"]), row["p50_ms"])
-        if row["backend"] in ("ort", "trt"):
+        if row["backend"] in runtime_backends.BACKENDS:
             session = p50("onnxruntime", row["task"], row["batch"])
             row["vs_session"] = row["p50_ms"] / session if session else None
         if row["task"] == "decode":
@@ -202,17 +185,45 @@ def _plan(backends, precisions, order):
     return list(reversed(plan)) if order == "reverse" else plan
 
 
-def run_benchmark(bundle, backends=("torch", "onnxruntime", "ort"), precisions=("fp32",),
-                  batch_sizes=(1, 8, 64, 256), sample_batch=1024, complete_batch=64, complete_steps=100,
-                  complete_lr=5e-2, warmup=5, min_time=1.0, max_iters=5000, run_dir=None, threads=None,
-                  memory=True, tasks=TASKS, progress=None, complete_min_time=None, peak=True, accuracy=True,
-                  order="forward"):
+class BenchOptions(object):
+    """What ``run_benchmark`` measures and for how long: one attribute per field of FIELDS (name, default),
+    given by keyword or, in FIELDS order, by position. TypeError for a field that does not exist."""
+
+    FIELDS = (("backends", ("torch", "onnxruntime", runtime_backends.DEFAULT)), ("precisions", ("fp32",)),
+              ("batch_sizes", (1, 8, 64, 256)), ("sample_batch", 1024), ("complete_batch", 64),
+              ("complete_steps", 100), ("complete_lr", 5e-2), ("warmup", 5), ("min_time", 1.0), ("max_iters", 5000),
+              ("run_dir", None), ("threads", None), ("memory", True), ("tasks", TASKS), ("progress", None),
+              ("complete_min_time", None), ("peak", True), ("accuracy", True), ("order", "forward"))
+
+    def __init__(self, *values, **settings):
+        names = [name for name, _ in self.FIELDS]
+        if len(values) > len(names):
+            raise TypeError("BenchOptions takes at most {} values, not {}".format(len(names), len(values)))
+        unknown = sorted(set(settings) - set(names))
+        twice = sorted(set(settings) & set(names[:len(values)]))
+        if unknown or twice:
+            raise TypeError("BenchOptions: {} {}".format("unknown setting" if unknown else "given twice",
+                                                         (unknown or twice)[0]))
+        given = dict(zip(names, values), **settings)
+        for name, default in self.FIELDS:
+            setattr(self, name, given.get(name, default))
+
+
+def run_benchmark(bundle, *values, **settings):
     """Measure every (task, backend, precision, batch) as the module docstring says; return a dict with
     machine, settings, peak, rows, quality, notes, memory and load.
 
-    A backend that cannot run here (no torch, no TensorRT) gives a row "skipped: <why>". Raises
-    JetgenError for a bad bundle or arguments, and when nothing asked for could run.
+    The settings are a BenchOptions (``options=``) or its fields, by keyword or in its order. A backend
+    that cannot run here (no torch, no TensorRT) gives a row "skipped: <why>". Raises JetgenError for a
+    bad bundle or arguments, and when nothing asked for could run.
     """
+    options = settings.pop("options", None)
+    if options is not None and (values or settings):
+        raise TypeError("run_benchmark: give options= or its fields, not both")
+    options = options or BenchOptions(*values, **settings)
+    (backends, precisions, batch_sizes, sample_batch, complete_batch, complete_steps, complete_lr, warmup, min_time,
+     max_iters, run_dir, threads, memory, tasks, progress, complete_min_time, peak, accuracy,
+     order) = (getattr(options, name) for name, _ in BenchOptions.FIELDS)
     from jetgen.bench.flops import graph_flops
     from jetgen.runtime.backends.ort import default_threads
 
@@ -288,10 +299,8 @@ def _complete_batch(bundle, asked):
     from jetgen.spec import read_manifest
 
     manifest = read_manifest(bundle)
-    entry = manifest["graphs"].get("latent_grad") or {}
-    if manifest["model"].get("points") is None or not isinstance(entry.get("batch"), dict):
-        return asked
-    return min(int(asked), int(entry["batch"].get("max", asked)))
+    half = modalities.part(manifest["model"]["modality"], "bench")
+    return asked if half is None else half.complete_batch(manifest, asked)
 
 
 def _attach_accuracy(quality, acc, why, notes):

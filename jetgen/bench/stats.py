@@ -65,8 +65,3 @@ def ratio(reference_ms, candidate_ms):
         return None
     return reference_ms / candidate_ms
 
-
-def value_range(values):
-    """(lowest, highest) of the numbers in ``values`` that are not None; None when there are none."""
-    known = [v for v in values if v is not None]
-    return (min(known), max(known)) if known else None

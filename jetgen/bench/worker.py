@@ -20,7 +20,9 @@ import time
 
 import numpy as np
 
+from jetgen import modalities
 from jetgen.bench.stats import time_calls
+from jetgen.runtime import backends as runtime_backends
 
 ADAM = (0.9, 0.999, 1e-8)
 
@@ -30,8 +32,9 @@ class TorchBackend(object):
         from jetgen.bench.torch_ref import TorchReference
         self.ref = TorchReference(spec["run_dir"], spec["threads"])
         self.gen = self.ref.torch.Generator().manual_seed(0)
+        self.manifest = manifest
         self.prior = manifest["model"]["prior"]
-        self.points = manifest["model"].get("points")
+        self.half = modalities.part(manifest["model"]["modality"], "bench")
         self.providers = ["torch {}".format(self.ref.torch.__version__)]
 
     def decode(self, z, y):
@@ -41,9 +44,8 @@ class TorchBackend(object):
         return self.ref.sample(n, y, self.gen)
 
     def complete(self, x, mask, y, z0, steps, lr):
-        if self.points is not None:
-            return self.ref.complete_points(x, mask, z0, self.prior, self.points["loss_scale"],
-                                            self.points["prior_weight"], steps, lr)
+        if self.half is not None:
+            return self.half.torch_complete(self.ref, self.manifest, x, mask, z0, steps, lr)
         return self.ref.complete(x, mask, y, z0, self.prior, steps, lr)
 
     def decoder_outputs(self, feeds):
@@ -69,9 +71,9 @@ class SessionBackend(object):
                 self.sessions[graph] = ort.InferenceSession(os.path.join(spec["bundle"], entry["file"]), so,
                                                             providers=providers)
         self.prior = prior_from_manifest(manifest["model"]["prior"])  # built once, outside the timing
-        points = manifest["model"].get("points") or {}
-        # a point-cloud bundle's objective: loss_scale * Chamfer + prior_weight * prior term (docs/bundle.md)
-        self.loss_scale, self.prior_weight = points.get("loss_scale", 1.0), points.get("prior_weight", 1.0)
+        half = modalities.part(manifest["model"]["modality"], "bench")
+        # the objective's weights: the modality's own (points: loss_scale, prior_weight), else 1 and 1
+        self.loss_scale, self.prior_weight = (1.0, 1.0) if half is None else half.objective_weights(manifest)
         self.rng = np.random.RandomState(0)
         self.providers = self.sessions["decoder"].get_providers()
 
@@ -116,7 +118,7 @@ class ModelBackend(object):
                                 **backends.session_options(spec["backend"], spec["threads"]))
         self.providers = self.model.session("decoder").providers
         self.engine = getattr(self.model.session("decoder"), "engine_info", None)
-        self.points = isinstance(getattr(self.model, "points", None), dict)
+        self.half = modalities.part(self.model.modality, "bench")
 
     def decode(self, z, y):
         return self.model.decode(z, y)
@@ -125,16 +127,17 @@ class ModelBackend(object):
         return self.model.sample(n, labels=y)
 
     def complete(self, x, mask, y, z0, steps, lr):
-        if self.points:  # the observed points of each padded cloud, as a user would pass them
-            clouds = [c[m > 0] for c, m in zip(x, mask)]
-            return self.model.complete(clouds, steps=steps, lr=lr, tol=None, init=z0).z
+        if self.half is not None:  # the modality's own call (points: the observed points of each cloud)
+            return self.half.model_complete(self.model, x, mask, z0, steps, lr)
         return self.model.complete(x, mask, labels=y, steps=steps, lr=lr, tol=None, init=z0).z
 
     def decoder_outputs(self, feeds):
         return self.model.run("decoder", feeds)
 
 
-BACKENDS = {"torch": TorchBackend, "onnxruntime": SessionBackend, "ort": ModelBackend, "trt": ModelBackend}
+# the references, then every backend of the runtime's table through jetgen.runtime.Model
+BACKENDS = dict([("torch", TorchBackend), ("onnxruntime", SessionBackend)] +
+                [(name, ModelBackend) for name in runtime_backends.names()])
 
 
 def _golden_error(backend, bundle_dir):

@@ -128,7 +128,7 @@ def _export(run, spec_path, options, log):
         for key in ("target", "out"):
             if options[key] is None:
                 raise JetgenError("jetgen export needs --{}.".format(key))
-        from jetgen.export.exporter import export_run
+        from jetgen.export.from_run import export_run
 
         manifest = export_run(run, options["target"], options["out"], precision=options["precision"] or "fp32",
                               calib_samples=options["calib_samples"] or 500, max_batch=options["max_batch"],

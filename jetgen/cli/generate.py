@@ -13,17 +13,20 @@ import os
 import click
 import numpy as np
 
-from jetgen.cli.clouds import complete_depth, depth_options, print_depth_completion
-from jetgen.cli.clouds import (check_any_out, complete_points, points_model, print_points_completion,
-                               sample_points, save_points_output, scene_option)
+from jetgen import modalities
 from jetgen.cli.options import (backend_options, check_out, draw_seed, label_indices, label_options, open_model,
                                 out_option, parse_labels, row_labels)
 from jetgen.cli.output import emit_json
 from jetgen.errors import JetgenError
-from jetgen.runtime.images import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask, load_npy,
-                                   region_mask, save_outputs, write_png)
+from jetgen.modalities.image.codec import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask,
+                                           load_npy, region_mask, save_outputs, write_png)
 from jetgen.runtime.lettering import titled_grid
 from jetgen.runtime.model import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW, INITS
+
+IMAGE_OUTPUTS = (".png", ".npy")
+scene_option = click.option("--scene", is_flag=True,
+                            help="3D: write all shapes into one .obj/.ply/.xyz file, side by side, instead of one "
+                                 "file per shape.")
 
 DEFAULT_N = 64
 SHEET_ROWS = ("masked", "completed", "original")
@@ -33,6 +36,39 @@ SHEET_ROWS = ("masked", "completed", "original")
 MAX_SAMPLES = 65536
 MAX_FRAMES = 1000
 MAX_STEPS = 100000
+
+
+def check_any_out(path):
+    """Refuse, before any work, an output no bundle can write (images: .png/.npy; each modality's own)."""
+    known = set(IMAGE_OUTPUTS)
+    for name in modalities.names():
+        half = modalities.part(name, "cli")
+        known.update(half.OUTPUTS if half is not None else ())
+    if os.path.splitext(path)[1].lower() not in known:
+        raise JetgenError("Cannot write {}: the output must end in {}.".format(path, ", ".join(sorted(known))))
+    return path
+
+
+def _halves():
+    """The modalities' own CLI parts (jetgen.modalities), those that have one."""
+    return [half for half in (modalities.part(name, "cli") for name in modalities.names()) if half is not None]
+
+
+def modality_complete_options(command):
+    """The options of ``jetgen complete`` that a modality adds (the points modality's --depth, ...)."""
+    for half in _halves():
+        if getattr(half, "complete_options", None) is not None:
+            command = half.complete_options(command)
+    return command
+
+
+def _half(model, out=None):
+    """The model's modality's own CLI handling (jetgen.modalities), or None when this module handles it
+    (images); then JetgenError when ``out`` is not an image file."""
+    half = modalities.part(model.modality, "cli")
+    if half is None and out is not None and os.path.splitext(out)[1].lower() not in IMAGE_OUTPUTS:
+        raise JetgenError("This bundle ({}) makes images: write a .png or .npy, not {}.".format(model.kind, out))
+    return half
 
 
 # -- sample --------------------------------------------------------------------------------------
@@ -56,8 +92,9 @@ def sample(bundle, n, label, labels_text, seed, temperature, out, backend, preci
     seed, drawn = draw_seed(seed)
     note = None
     with open_model(bundle, backend, precision, device, threads) as model:
-        if points_model(model, out):
-            return sample_points(model, n or GRID_COLUMNS, seed, drawn, temperature, out, scene, as_json)
+        half = _half(model, out)
+        if half is not None:
+            return half.sample_points(model, n or GRID_COLUMNS, seed, drawn, temperature, out, scene, as_json)
         rows = row_labels(model, asked)
         if rows is None or label is not None:  # one label (or none): rows of GRID_COLUMNS
             count, columns = n or DEFAULT_N, GRID_COLUMNS
@@ -107,10 +144,9 @@ def load_endpoint(model, text):
             return _pick(arr, index or 0, text).astype(np.float32)
         if arr.ndim == 1:
             raise JetgenError("{} holds {} values but the latent size is {}.".format(text, arr.size, model.latent_dim))
-    if points_model(model):
-        from jetgen.runtime.shapes import read_points
-
-        return read_points(text)
+    half = _half(model)
+    if half is not None:  # the modality's own input file (points: a cloud)
+        return half.read_endpoint(text)
     x = load_images(text, model.output_shape)
     if index is None and len(x) != 1:
         raise JetgenError("{} holds {} inputs; pick one with {}:K.".format(text, len(x), text))
@@ -152,8 +188,9 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
         a, b = load_endpoint(model, start), load_endpoint(model, end)
         paths = [model.interpolate(a, b, steps=frames, mode=mode, labels=lab) for lab in rows]
         x, z = np.concatenate([p[0] for p in paths]), np.concatenate([p[1] for p in paths])
-        if points_model(model, out):
-            save_points_output(model, out, x, scene, ["frame {}".format(i) for i in range(len(x))])
+        half = _half(model, out)
+        if half is not None:
+            half.save_points_output(model, out, x, scene, ["frame {}".format(i) for i in range(len(x))])
         else:
             save_outputs(out, x, columns=frames)
     if as_json:
@@ -188,11 +225,11 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
             "(n, C, H, W); 3D: the completed mesh (.obj, .ply), cloud (.npy, .xyz) or a .png render.")
 @click.option("--png", "png_path", default=None, type=click.Path(),
               help="3D: also write a PNG sheet of the partial cloud beside the completed shape.")
-@depth_options
+@modality_complete_options
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def complete(bundle, input_path, mask_path, mask_region, label, labels_text, steps, lr, tol, init, seed, out,
-             png_path, backend, precision, device, threads, as_json, **depth):
+             png_path, backend, precision, device, threads, as_json, **extra):
     """Fill in the hidden part of inputs by optimising their latents; report the loss reached.
 
     A .png output shows, per group of up to 8 inputs, the masked inputs, the completions and the
@@ -203,24 +240,25 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_text, ste
     A point-cloud bundle completes a partial scan (--input, no mask) into a whole shape.
     """
     check_any_out(out)
-    if (input_path is None) == (depth["depth_path"] is None):
-        raise JetgenError("Give exactly one of --input FILE or (3D) --depth depth.png --intrinsics camera.json.")
+    inputs = [half for half in _halves() if getattr(half, "COMPLETE_INPUT", None)]
+    given = [half for half in inputs if extra.get(half.COMPLETE_INPUT[0]) is not None]
+    if (input_path is None) == (not given):
+        raise JetgenError("Give exactly one of --input FILE or {}.".format(
+            " or ".join("(3D) " + half.COMPLETE_INPUT[1] for half in inputs)))
     if init == "random":
         seed = draw_seed(seed)[0]
     with open_model(bundle, backend, precision, device, threads) as model:
-        if depth["depth_path"] is not None:
-            if mask_path or mask_region or label is not None or labels_text is not None:
-                raise JetgenError("--depth completes the object in the depth image: drop --mask, --mask-region and "
-                                  "labels (an object mask is --object-mask).")
-            report = complete_depth(model, out, png_path, steps, **depth)
-            return emit_json(report) if as_json else print_depth_completion(report)
-        if points_model(model, out):
+        if given:
+            mask_given = bool(mask_path or mask_region or label is not None or labels_text is not None)
+            return given[0].complete_given(model, out, png_path, steps, as_json, mask_given, extra)
+        half = _half(model, out)
+        if half is not None:
             if mask_path or mask_region or label is not None or labels_text is not None:
                 raise JetgenError("A point-cloud bundle completes the cloud it is given: drop --mask, --mask-region "
                                   "and labels.")
-            report = complete_points(model, input_path, out, png_path, steps=steps, lr=lr, tol=tol,
-                                     init=init or "multistart", seed=seed)
-            return emit_json(report) if as_json else print_points_completion(report)
+            report = half.complete_points(model, input_path, out, png_path, steps=steps, lr=lr, tol=tol,
+                                          init=init or "multistart", seed=seed)
+            return emit_json(report) if as_json else half.print_points_completion(report)
         if png_path is not None:
             raise JetgenError("--png is for point-cloud bundles; an image bundle's --out .png is the sheet.")
         check_out(out)

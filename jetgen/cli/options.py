@@ -47,9 +47,11 @@ def backend_options(func):
                      help=", ".join("{}: {}".format(n, backends.get(n)["title"]) for n in backends.names()) + "."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=None,
                      help="Run precision (default: the bundle's; trt: the fastest the GPU runs safely)."),
-        click.option("--device", default=None, help="ort: cpu, cuda, cuda:N or tensorrt (default: best of cuda, cpu); "
-                     "trt: cuda or cuda:N (default: the first GPU)."),
-        click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None, help="CPU threads (ort)."),
+        click.option("--device", default=None, help="; ".join("{}: {}".format(n, backends.get(n)["devices"])
+                                                               for n in backends.names() if backends.get(n)["devices"])
+                     + "."),
+        click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None, help="CPU threads ({}).".format(
+            ", ".join(n for n in backends.names() if backends.get(n)["threads_option"]))),
     ]
     for option in reversed(options):
         func = option(func)

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from jetgen.bench.report import fmt as cell  # one number format for tables and results files
+from jetgen.cells import fmt as cell  # one number format for tables and results files
 
 
 def human_size(nbytes):
@@ -26,10 +26,6 @@ def table(header, rows, rule=True):
     if rule:
         text.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(text)
-
-
-def print_table(header, rows, rule=True):
-    click.echo(table(header, rows, rule))
 
 
 def key_values(pairs):

@@ -11,7 +11,7 @@ _PUBLIC = {
     "Bernoulli": "jetgen.export.losses",
     "Gaussian": "jetgen.export.losses",
     "Chamfer": "jetgen.export.losses",
-    "export_run": "jetgen.export.exporter",
+    "export_run": "jetgen.export.from_run",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -117,11 +117,11 @@ def _positive_int(value, what):
 def _kind(kind, encoder, labels, cloud=False):
     if kind is None:
         if cloud:
-            return spec.POINT_KINDS[0]
+            return spec.MODALITIES["points"]["kinds"][0]
         return ("cvae" if labels else "vae") if encoder is not None else "ad"
     if kind not in spec.KINDS:
         raise JetgenError("kind must be one of {}, not {!r}.".format(", ".join(spec.KINDS), kind))
-    if (kind in spec.POINT_KINDS) != cloud:
+    if (spec.kind_modality(kind) == "points") != cloud:
         raise JetgenError("kind {!r} {} output=\"points\".".format(kind, "needs" if not cloud else "does not fit"))
     if cloud and labels:
         raise JetgenError("Point-cloud bundles are unconditional; drop labels.")

@@ -1,23 +1,34 @@
 """The one export pipeline (docs/bundle.md): graphs, parity, reduced precision, golden vectors,
 manifest, offline check. Every export goes through ``write_bundle``: ``jetgen.export.export_model``
-for any PyTorch model, and ``export_run`` below for jetgen's own run directories (a caller of
-export_model).
-
-    manifest = export_run("runs/cvae", "nano", "digits-cvae.jetgen")
+for any PyTorch model, which jetgen's own run directories reach through jetgen.export.from_run.export_run.
 
 Every graph is measured against the original PyTorch model at export, on random inputs and real test
 data; the latent gradient against torch autograd. fp32 parity worse than ``PARITY_TOL`` (both
 absolute and relative to the output's scale) fails the export. The bundle is built in an
 AtomicDirectory, so a failure at any point leaves no half-written bundle.
 """
+import json
 import os
+import re
 import time
 
 import numpy as np
 
+from jetgen import __version__, modalities
+from jetgen.atomic import AtomicDirectory, atomic_write_bytes, atomic_write_json
+from jetgen.digest import sha256_file
 from jetgen.errors import JetgenError
+from jetgen.export import onnx_tools
+from jetgen.export.check import check_model
+from jetgen.export.feeds import calibration_feeds, parity_feeds
 from jetgen.export.feeds import sample_prior  # noqa: F401  (part of this module's API)
-from jetgen.spec import POINT_KINDS
+from jetgen.export.golden import write_golden
+from jetgen.export.grad_export import LatentGradModule
+from jetgen.export.manifest import build_manifest
+from jetgen.export.quality import quality_table
+from jetgen.export.refusals import origin, trace_failure, unsupported_op_error, user_lines
+from jetgen.runtime.targets import get_target
+from jetgen.spec import FORMAT
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_TOL = 1e-4
@@ -41,9 +52,6 @@ def write_bundle(source, target, out, precision="fp32", calib_samples=500, max_b
     without ``force``, a model that cannot be traced or exported, an operator the target cannot run,
     or fp32 parity worse than PARITY_TOL.
     """
-    from jetgen.atomic import AtomicDirectory, atomic_write_json
-    from jetgen.runtime.targets import get_target
-
     log = log or (lambda message: None)
     row = get_target(target)
     _check_options(row, precision, calib_samples, max_batch, source)
@@ -56,14 +64,11 @@ def write_bundle(source, target, out, precision="fp32", calib_samples=500, max_b
     try:
         with AtomicDirectory(out, force=force) as tmp:
             graphs = {}
-            if source.points:
-                from jetgen.export.points import write_faces
-
-                write_faces(tmp, source.points)
+            half = modalities.part(source.modality, "export")
+            if half is not None:  # the modality's own files (faces.npy)
+                half.write_files(tmp, source)
             for name in source.graph_names:
                 graphs[name] = _export_graph(job, name, tmp)
-            from jetgen.export.manifest import build_manifest
-            from jetgen.export.quality import quality_table
 
             quality = quality_table(job) if precision != "fp32" else None
             manifest = ExportedManifest(build_manifest(job, out, graphs, quality))
@@ -111,9 +116,6 @@ class _Job(object):
 def measure_parity(job, graph, model_proto):
     """Worst absolute error and worst error relative to each output's largest magnitude, ONNX
     Runtime against the original PyTorch model, over every parity feed."""
-    from jetgen.export import onnx_tools
-    from jetgen.export.feeds import parity_feeds
-
     sess = onnx_tools.session(model_proto)
     worst_abs, worst_rel = 0.0, 0.0
     for _, feeds in parity_feeds(job.source, graph):
@@ -176,14 +178,11 @@ def _build_fp32(job, graph):
 
 def _finish(job, graph, proto):
     """Simplify, down-convert, TensorRT fixes, checks: the raw export as it is written."""
-    from jetgen.export import onnx_tools
-
     if graph != "latent_grad":
         proto = onnx_tools.simplify(proto)
     proto = _downgrade(job, graph, proto)
     proto = onnx_tools.trt_fixes(proto)
     onnx_tools.set_min_ir_version(proto)
-    from jetgen import __version__
 
     proto.producer_name, proto.producer_version = "jetgen", __version__
     onnx_tools.check(proto, graph, job.opset)
@@ -199,8 +198,6 @@ CHECK_BATCHES = (1, 2)  # neither is TRACE_BATCH: a batch baked into a graph fai
 def _batch_problem(job, graph, proto):
     """None when ONNX Runtime runs ``proto`` at every CHECK_BATCHES size with outputs of that batch
     and values within PARITY_TOL of the PyTorch module; else what went wrong, in words."""
-    from jetgen.export import onnx_tools
-
     sess = onnx_tools.session(proto, quiet=True)
     source = job.source
     for batch in CHECK_BATCHES:
@@ -222,8 +219,6 @@ def _batch_problem(job, graph, proto):
 
 
 def _first_line(err):
-    import re
-
     text = re.sub(r"\s+", " ", str(err)).strip()
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     return (text[:240] + "...") if len(text) > 240 else text or type(err).__name__
@@ -232,8 +227,6 @@ def _first_line(err):
 def _fixed_batch_failure(job, graph, problem, notes, dynamo_error):
     """The refusal for a graph that only works at the tracing batch: the tracer's warnings name the
     user's line (len(x), a tensor size used as a Python number)."""
-    from jetgen.export.refusals import user_lines
-
     lines = user_lines(notes)
     where = " ({})".format("; ".join(lines)) if lines else ""
     also = " and torch.export could not keep it symbolic ({})".format(_first_line(dynamo_error)) \
@@ -245,9 +238,6 @@ def _fixed_batch_failure(job, graph, problem, notes, dynamo_error):
 
 
 def _downgrade(job, graph, proto):
-    from jetgen.export import onnx_tools
-    from jetgen.export.refusals import origin
-
     try:
         return onnx_tools.downgrade(proto, min(job.opset, onnx_tools.default_opset(proto)), graph)
     except JetgenError as err:
@@ -262,9 +252,6 @@ def _export_torch(job, graph, module, legacy=True, notes=None, strict=False):
     """The raw ONNX export of ``module``: the legacy exporter at the target opset for the decoder and
     encoder (``legacy``; else the dynamo exporter), the dynamo exporter (opset 18) for the traced
     latent gradient. ``notes`` collects the TorchScript tracer's warnings."""
-    from jetgen.export import onnx_tools
-    from jetgen.export.grad_export import LatentGradModule
-
     source = job.source
     # only a make_fx-traced gradient needs the dynamo exporter; a hand-written one exports like a decoder
     legacy = legacy and not isinstance(module, LatentGradModule)
@@ -282,8 +269,6 @@ _CACHE_SIZE = 8
 def _prepare_latent_grad(job):
     """Trace the latent gradient before anything is exported (unless a graph for the same model is
     cached), so a model that cannot be traced fails first, with a sentence."""
-    from jetgen.export.refusals import trace_failure
-
     source = job.source
     lik = source.likelihood
     job.grad_key = (source.weights_sha256(), type(source.decoder.module).__qualname__, source.decoder.method,
@@ -300,8 +285,6 @@ def _prepare_latent_grad(job):
 
 
 def _traced_latent_grad(job):
-    from jetgen.export import onnx_tools
-
     if job.grad_key not in _TRACED:
         if len(_TRACED) >= _CACHE_SIZE:
             _TRACED.pop(next(iter(_TRACED)))
@@ -316,10 +299,6 @@ def _graph_precision(job, graph):
 
 
 def _export_graph(job, graph, directory):
-    from jetgen.export import onnx_tools
-    from jetgen.export.feeds import calibration_feeds
-    from jetgen.export.golden import write_golden
-
     job.log("exporting {} ...".format(graph))
     fp32 = _build_fp32(job, graph)
     parity = measure_parity(job, graph, fp32)
@@ -342,10 +321,6 @@ def _export_graph(job, graph, directory):
 
 
 def _write_graph(job, graph, proto, directory, precision, parity):
-    from jetgen.atomic import atomic_write_bytes
-    from jetgen.digest import sha256_file
-    from jetgen.export import onnx_tools
-
     fname = graph + ".onnx"
     path = os.path.join(directory, fname)
     atomic_write_bytes(path, proto.SerializeToString())
@@ -361,10 +336,6 @@ def _write_graph(job, graph, proto, directory, precision, parity):
 
 
 def _metadata(job, graph, precision):
-    import json
-
-    from jetgen import __version__
-    from jetgen.spec import FORMAT
 
     source = job.source
     return {
@@ -378,105 +349,8 @@ def _metadata(job, graph, precision):
 def _offline_check(job, directory):
     """The offline check's report on the finished bundle; an operator the target cannot run fails the
     export (other findings are reported, not enforced)."""
-    from jetgen.export.check import check_model
-    from jetgen.export.refusals import unsupported_op_error
-
     report = check_model(directory, job.row["name"])
     refusal = unsupported_op_error(report, job.row, job.where)
     if refusal is not None:
         raise refusal
     return report
-
-
-# ------------------------------------------------------------------- jetgen's own runs
-
-def export_run(run_dir, target, out, precision="fp32", calib_samples=500, max_batch=None, force=False, log=None):
-    """Export the run at ``run_dir`` for ``target`` into the bundle directory ``out``; return the manifest.
-
-    ``precision``: fp32, fp16 (fp16 arithmetic, float32 interfaces) or int8 (static QDQ calibrated on
-    ``calib_samples`` training examples; the latent gradient stays fp16). ``max_batch``: the largest
-    batch the graphs declare (default 1024; point clouds 16, whose gradient graph at batch 1024 would
-    need tens of GB). ``log`` is an optional
-    callable taking progress sentences. Raises JetgenError for an unknown target or precision, int8 on
-    a board without INT8, an existing ``out`` without ``force``, a missing or corrupt run, a model the
-    ONNX exporters cannot translate, or fp32 parity worse than PARITY_TOL.
-    """
-    from jetgen.export.api import export_model
-    from jetgen.export.manifest import run_provenance
-    from jetgen.runtime.targets import get_target
-    from jetgen.train.rundir import load_run
-
-    get_target(target)
-    if _run_kind(run_dir) in POINT_KINDS:
-        from jetgen.export.points import export_points_run
-
-        return export_points_run(load_run(run_dir), target, out, precision=precision,
-                                 calib_samples=calib_samples, max_batch=max_batch or POINTS_MAX_BATCH, force=force,
-                                 log=log)
-    max_batch = max_batch or MAX_BATCH
-    run = load_run(run_dir)
-    model = run.model.eval()
-    config = run.config
-    likelihood = ("gaussian", model.sigma) if model.likelihood == "gaussian" else model.likelihood
-    return export_model(
-        model.decode_logits, model.latent_dim, out, target, encoder=model.encode if model.has_encoder else None,
-        output="logits", output_shape=model.image_shape, likelihood=likelihood, prior=model.manifest_prior(),
-        labels=_labels(config, model) or None, data=_run_data(run), precision=precision, max_batch=max_batch,
-        metadata=run_provenance(run), force=force, log=log, calib_samples=calib_samples, kind=model.kind,
-        arch=config.get("arch") or model.archs[0])
-
-
-def _run_kind(run_dir):
-    """The ``model`` a run's config.json names (None when it cannot be read: load_run says why)."""
-    from jetgen.spec import load_json
-
-    path = os.path.join(os.fspath(run_dir), "config.json")
-    try:
-        config = load_json(path, "run configuration") if os.path.isfile(path) else None
-    except JetgenError:
-        return None
-    return config.get("model") if isinstance(config, dict) else None
-
-
-def _run_data(run):
-    """The run's data set as ExportData: test split for parity and quality, training split for int8
-    calibration (with an auto-decoder's table latents), the model's own test-time inference."""
-    import torch
-
-    from jetgen.export.feeds import ExportData
-    from jetgen.train.data import load_dataset
-
-    config, model = run.config, run.model
-    name, shape = config.get("data", "digits"), tuple(config["image_shape"])
-    try:
-        # the same arguments as training and eval, so a folder data set splits the same way
-        data = load_dataset(name, config.get("data_dir"), False, int(config.get("image_size", shape[-1])),
-                            seed=int(config.get("seed", 0)))
-    except JetgenError as err:
-        raise JetgenError("Export measures parity and calibrates on the run's data set, which cannot be "
-                          "loaded: {}".format(err))
-    if tuple(data.image_shape) != shape:
-        raise JetgenError("The {} data set has images of shape {} but the run's model makes {}; export needs "
-                          "the data the run was trained on.".format(name, data.image_shape, shape))
-    with torch.no_grad():
-        table = model.train_latents(len(data.train_x))
-
-    def infer(x, y):
-        from jetgen.models.inference import infer_latents
-        from jetgen.train.evaluate import INFERENCE_LR, INFERENCE_STEPS
-
-        y = None if y is None else torch.from_numpy(y)
-        z = infer_latents(model, torch.from_numpy(x), y, steps=INFERENCE_STEPS, lr=INFERENCE_LR, seed=0)
-        return z.detach().numpy()
-
-    return ExportData(data.test_x.numpy(), data.test_y.numpy(), data.train_x.numpy(), data.train_y.numpy(),
-                      None if table is None else table.numpy(), name=data.name, infer=infer)
-
-
-def _labels(config, model):
-    if not model.conditional:
-        return []
-    classes = config.get("classes")
-    if isinstance(classes, list) and len(classes) == model.num_classes:
-        return [str(c) for c in classes]
-    return [str(i) for i in range(model.num_classes)]

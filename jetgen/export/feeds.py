@@ -10,6 +10,7 @@ from exactly the distribution the device sees. Feeds are float32 numpy dicts, la
 """
 import numpy as np
 
+from jetgen import modalities
 from jetgen.errors import JetgenError
 
 REAL_BATCH = 64  # real examples per parity feed
@@ -147,10 +148,9 @@ def _pick(source, graph, feeds):
 
 def parity_feeds(source, graph):
     """[(what, feeds)] for ``graph``: random inputs (batches 1 and 5) and real test data."""
-    if source.points:
-        from jetgen.export import points
-
-        return points.parity_feeds(source, graph)
+    half = modalities.part(source.modality, "export")
+    if half is not None:  # the modality's own feeds (jetgen.modalities)
+        return half.parity_feeds(source, graph)
     rng = np.random.RandomState(0)
     out = [("random", _pick(source, graph, _random(source, n, rng))) for n in (1, 5)]
     real = real_examples(source)
@@ -167,10 +167,9 @@ def parity_feeds(source, graph):
 def calibration_feeds(source, graph, n):
     """Feed dicts of ``n`` real examples for int8 calibration, CALIB_BATCH each: encoder inputs, or
     latents (encoder posterior samples, known latents, else prior draws)."""
-    if source.points:
-        from jetgen.export import points
-
-        return points.calibration_feeds(source, graph, n, CALIB_BATCH)
+    half = modalities.part(source.modality, "export")
+    if half is not None:
+        return half.calibration_feeds(source, graph, n, CALIB_BATCH)
     data = source.data
     x = data.calib_x[:n]
     y = _hot(source, data.calib_y, len(x))
@@ -189,10 +188,9 @@ def calibration_feeds(source, graph, n):
 def golden_cases(source, graph, max_batch):
     """[(case name, feeds)]: batch 1 and a larger batch of prior draws and real test data (random
     inputs in the output range when the export has no data)."""
-    if source.points:
-        from jetgen.export import points
-
-        return points.golden_cases(source, graph, max_batch)
+    half = modalities.part(source.modality, "export")
+    if half is not None:
+        return half.golden_cases(source, graph, max_batch)
     rng = np.random.RandomState(2)
     big = max(1, min(GOLDEN_BATCH, max_batch))
     real = real_examples(source, big)

@@ -1,10 +1,10 @@
 """Turn the latent-gradient function (jetgen.export.losses) into an exportable module of plain aten ops.
 
 ``torch.onnx.export`` cannot export ``torch.autograd.grad`` directly (pytorch issues 110866, 125984).
-The route (shared/FACTS.md): write loss-and-gradient with the parameters as explicit inputs
-(``torch.func.functional_call``), trace it with ``make_fx(tracing_mode="symbolic")`` into aten ops
-(autograd's backward included), and wrap the traced graph in a module that holds the parameters as
-buffers. ``aten.convolution_backward`` has no ONNX lowering and no stock decomposition, so tracing uses
+The route (torch.func and make_fx, as pytorch's docs describe them): write loss-and-gradient with the
+parameters as explicit inputs (``torch.func.functional_call``), trace it with
+``make_fx(tracing_mode="symbolic")`` into aten ops (autograd's backward included), and wrap the traced
+graph in a module that holds the parameters as buffers. ``aten.convolution_backward`` has no ONNX lowering and no stock decomposition, so tracing uses
 ``convolution_backward_decomposition`` below.
 """
 import torch

@@ -13,8 +13,6 @@ loss and gradient through the one implementation in jetgen.export.losses.
 import torch
 from torch import nn
 
-from jetgen.export.batchnorm import folded_copy
-
 
 DETERMINISTIC_LOGVAR = -20.0  # the log-variance of an encoder returning only a code (an AE): a point mass
 CLOUD_LAYOUTS = ("points", "channels_first", "patches", "patches_channels_first")
@@ -175,11 +173,6 @@ def posterior(out, keys=("mu", "logvar"), latent_dim=None):
         return out, torch.full_like(out, DETERMINISTIC_LOGVAR)
     mu, logvar = out.chunk(2, dim=1)
     return mu, logvar
-
-
-def inference_copy(model):
-    """An eval-mode deep copy of a jetgen ``model`` with BatchNorm folded (jetgen.export.batchnorm)."""
-    return folded_copy(model, "decode_logits", 2 if model.conditional else 1)
 
 
 def likelihood_of(model):

@@ -5,18 +5,19 @@ import json
 import os
 import platform
 
-from jetgen import spec
+from jetgen import modalities, spec
 
 
 def format_version(source):
-    """The format version a bundle of ``source`` is written at: point clouds need a newer reader."""
-    return spec.POINTS_FORMAT_VERSION if source.points else spec.FORMAT_VERSION
+    """The format version a bundle of ``source`` is written at: its modality's (point clouds need a newer reader)."""
+    return spec.format_version(source.modality)
 
 
 def model_section(source):
     """The manifest's ``model`` object for ``source``."""
     section = {
         "kind": source.kind,
+        "modality": source.modality,
         "arch": source.arch,
         "latent_dim": source.latent_dim,
         "conditional": source.conditional,
@@ -25,10 +26,9 @@ def model_section(source):
         "likelihood": source.likelihood.manifest(),
         "prior": source.prior,
     }
-    if source.points:
-        from jetgen.export.points import manifest_section
-
-        section["points"] = manifest_section(source.points)
+    half = modalities.part(source.modality, "export")
+    if half is not None:  # the modality's own settings (model.points)
+        section.update(half.manifest_sections(source))
     return section
 
 

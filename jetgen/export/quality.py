@@ -7,6 +7,7 @@ optimisation), ``latent_grad_max_rel_error``, and ``conditional_accuracy`` for c
 """
 import numpy as np
 
+from jetgen import modalities
 from jetgen.export.feeds import one_hot, parity_feeds, sample_prior
 
 _CLASSIFIERS = {}
@@ -33,13 +34,12 @@ def quality_table(job):
     labels = one_hot(rng.randint(0, source.num_classes, n), source.num_classes) if source.conditional else None
     z_prior = sample_prior(source.prior, n, rng)
     worst = _max_diff(decode("fp32", z_prior, labels), decode("reduced", z_prior, labels))
+    half = modalities.part(source.modality, "export")
     if data is not None:
-        table["data"] = "{} test split ({} {})".format(data.name, n, "clouds" if source.points else "images")
-    if data is not None and source.points:
+        table["data"] = "{} test split ({} {})".format(data.name, n, "clouds" if half is not None else "images")
+    if data is not None and half is not None:
         if source.has_encoder:
-            from jetgen.export.points import quality_rows
-
-            table["test_chamfer"], err = quality_rows(job, sess, decode)
+            table["test_chamfer"], err = half.quality_rows(job, sess, decode)
             worst = max(worst, err)
     elif data is not None:
         x, y = data.test_x, one_hot(data.test_y, source.num_classes) if source.conditional else None

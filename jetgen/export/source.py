@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from jetgen import spec
+from jetgen import modalities, spec
 
 
 class Part(object):
@@ -149,6 +149,11 @@ class Source(object):
 
     # -- interfaces -------------------------------------------------------------------------------
     @property
+    def modality(self):
+        """What the model makes (jetgen.spec.MODALITIES), from its kind: "image" or "points"."""
+        return spec.kind_modality(self.kind)
+
+    @property
     def conditional(self):
         return bool(self.labels)
 
@@ -207,10 +212,9 @@ class Source(object):
                             self.cloud_layout)
 
     def example_inputs(self, graph, batch):
-        if self.points:
-            from jetgen.export.points import example_inputs
-
-            return example_inputs(self, graph, batch)
+        half = modalities.part(self.modality, "export")
+        if half is not None:  # the modality's own example inputs (jetgen.modalities)
+            return half.example_inputs(self, graph, batch)
         from jetgen.export.graphs import make_example_inputs
 
         return make_example_inputs(graph, self.latent_dim, self.output_shape, self.num_classes, batch=batch)

@@ -215,10 +215,6 @@ class AtlasNet(nn.Module):
             logvar = torch.full_like(mu, AE_LOGVAR)
         return mu, logvar
 
-    def decode_uv(self, z, uv):
-        """Points (B, K*P, 3) at 2-D points uv (K, P, 2) or (K, B, P, 2) of each patch."""
-        return self.decoder(z, uv)
-
     def decode(self, z, y=None, grid=None):
         """Points (B, K*G*G, 3) on the regular grid of each patch (G = ``grid`` or the model's)."""
         uv = grid_uv(grid or self.grid).to(z.device, z.dtype)

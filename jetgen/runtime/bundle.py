@@ -165,7 +165,8 @@ def describe(path):
                         "requires": requires, "golden": len(entry.get("golden") or [])}
     return {
         "bundle": bundle.path, "name": man.get("name"), "created": man.get("created"),
-        "format_version": man["format_version"], "kind": model["kind"], "arch": model.get("arch"),
+        "format_version": man["format_version"], "modality": model["modality"], "kind": model["kind"],
+        "arch": model.get("arch"),
         "latent_dim": model["latent_dim"], "prior": model["prior"], "conditional": model["conditional"],
         "labels": model["labels"], "output": model["output"], "likelihood": model["likelihood"],
         "points": model.get("points"),

@@ -7,7 +7,7 @@ Python 3.6 compatible.
 """
 import numpy as np
 
-from jetgen.runtime.images import grid
+from jetgen.modalities.image.codec import grid
 
 # 5 columns of 7 rows (capital height; lower case 5 rows high) and, for g j p q y and ',', 2 more rows below
 # the baseline: a glyph of 7 rows gets 2 blank ones

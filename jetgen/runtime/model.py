@@ -12,22 +12,15 @@ import math
 
 import numpy as np
 
+from jetgen import modalities
 from jetgen.errors import JetgenError
-from jetgen.runtime import backends
+from jetgen.runtime import backends, completion
+from jetgen.runtime.completion import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW  # noqa: F401  (their old home)
 from jetgen.runtime.bundle import Bundle
 from jetgen.runtime.feeds import run_in_chunks
-from jetgen.runtime.optim import Adam
 from jetgen.runtime.priors import make_rng, prior_from_manifest
 from jetgen.spec import PRECISIONS
 INITS = ("prior_mean", "encoder", "random", "multistart")  # multistart: point-cloud bundles only
-# complete()'s default stopping rule: at most COMPLETE_STEPS Adam steps; an example stops when its best
-# objective so far improved by less than COMPLETE_TOL (relative) over the last COMPLETE_WINDOW steps.
-# Chosen on the digits test split (benchmarks/results.md): of the rules whose hidden-half error stays
-# within 1% of the 300-step result for both benchmark models, the one with the fewest steps (about 50
-# per digit instead of 300).
-COMPLETE_STEPS = 300
-COMPLETE_TOL = 1e-2
-COMPLETE_WINDOW = 30
 RANGE_SLACK = 1e-4  # inputs a hair outside the output range (rounding in a file) are accepted
 SMALL = 256  # arrays up to this size are checked as Python lists (cheaper than a numpy reduction's overhead)
 
@@ -184,10 +177,8 @@ class Model(object):
         """
         if not isinstance(bundle, Bundle):
             bundle = Bundle.open(bundle, verify=True, key=key)
-        if cls is Model and bundle.model.get("points") is not None:  # point clouds: jetgen.runtime.points
-            from jetgen.runtime.points import PointModel
-
-            cls = PointModel
+        if cls is Model:  # the modality's own model class (jetgen.modalities)
+            cls = modalities.part(bundle.model["modality"], "runtime_model")
         return cls(bundle, backend, precision, device, backend_options)
 
     # -- what the bundle holds -------------------------------------------------------------------
@@ -198,6 +189,11 @@ class Model(object):
     @property
     def kind(self):
         return self.bundle.model["kind"]
+
+    @property
+    def modality(self):
+        """What the model makes: a name in jetgen.spec.MODALITIES ("image", "points")."""
+        return self.bundle.model["modality"]
 
     @property
     def latent_dim(self):
@@ -669,42 +665,8 @@ class Model(object):
         return evaluate, (session.release if resident else (lambda: None))
 
     def _optimise(self, evaluate, z, steps, lr, tol, prior_weight, window, callback=None):
-        """Adam on the rows of z with per-row early stopping; (best z float32, best objective, its nll, history)."""
-        n = len(z)
-        adam = Adam(z.shape, lr=lr)
-        active = np.ones(n, dtype=bool)
-        history, best_history = [], []
-        best, best_z, best_nll = np.full(n, np.inf), z.copy(), np.zeros(n)
-        for step in range(steps + 1):
-            rows = np.nonzero(active)[0]
-            nll, grad = evaluate(z, rows)
-            pval, pgrad = self._prior.term(z[rows])
-            obj = nll + prior_weight * pval
-            current = history[-1].copy() if history else np.zeros(n)
-            current[rows] = obj
-            history.append(current)
-            if callback is not None:
-                callback(step, z, current)
-            better = obj < best[rows]
-            best[rows[better]], best_z[rows[better]], best_nll[rows[better]] = obj[better], z[rows[better]], nll[better]
-            best_history.append(best.copy())
-            if step == steps:
-                break
-            if tol is not None and step >= window:
-                # the best objective so far, not the current one: Adam at a fixed lr oscillates, and a
-                # bump in the current objective is no sign that the example has converged
-                before = best_history[step - window][rows]
-                done = (before - best[rows]) <= tol * np.maximum(np.abs(before), 1e-12)
-                active[rows[done]] = False
-                if not active.any():
-                    break
-                keep = ~done
-                rows, grad, pgrad = rows[keep], grad[keep], pgrad[keep]
-            full = np.zeros_like(z)
-            full[rows] = grad + prior_weight * pgrad
-            z = adam.step(z, full, rows)
-            z[rows] = self._prior.project(z[rows])
-        return best_z.astype(np.float32), best, best_nll, history
+        """Adam on the rows of z with per-row early stopping (jetgen.runtime.completion.optimise)."""
+        return completion.optimise(evaluate, self._prior, z, steps, lr, tol, prior_weight, window, callback)
 
     def _complete_infer(self, x, mask, steps, lr, tol, init, seed, prior_weight, window, callback=None):
         if not self.conditional:

@@ -10,7 +10,6 @@ docs/serve.md. numpy and the standard library; Python 3.6 compatible.
 """
 import base64
 import binascii
-import io
 import math
 import os
 import secrets
@@ -18,15 +17,15 @@ import struct
 import sys
 import threading
 import time
-import zlib
 
 import numpy as np
 
 from jetgen import __version__
+from jetgen import modalities
 from jetgen.errors import JetgenError
-from jetgen.runtime import Model
-from jetgen.runtime.images import MASK_REGIONS, PNG_SIGNATURE, as_batch, decode_png, encode_png, grid, region_mask
-from jetgen.serve import shapes_api
+from jetgen.modalities.image.codec import (MASK_REGIONS, as_batch, decode_image, encode_png, grid, png_header,
+                                           region_mask)
+from jetgen.runtime import Model, backends
 
 MAX_SAMPLES = 256          # images in one sample/decode request
 MAX_PATH_STEPS = 64        # points on one interpolation path
@@ -96,6 +95,11 @@ def _flag(body, key, default=False):
     return value
 
 
+def _half(model):
+    """The model's modality's own half of this API (jetgen.modalities), or None when this module serves it."""
+    return modalities.part(model.modality, "serve")
+
+
 def fresh_seed():
     """A random seed from 0 to 2**32-1, returned to the caller so a draw can be repeated."""
     return struct.unpack(">I", os.urandom(4))[0]
@@ -109,40 +113,13 @@ def png_b64(x):
 
 
 def _png_pixels(data, shape, what):
-    """uint8 (H, W) or (H, W, 3) from PNG bytes of exactly the model's H x W; alpha dropped (as read_png)."""
+    """float32 (H, W) or (H, W, 3) in [0, 1] from PNG bytes of exactly the model's H x W (the image codec's
+    reader: alpha dropped, the size checked from the header before anything is decoded)."""
     c, h, w = shape
-    if data[:8] != PNG_SIGNATURE or len(data) < 33 or data[12:16] != b"IHDR":
-        raise JetgenError("The {} is not a PNG file.".format(what))
-    width, height = struct.unpack(">II", data[16:24])
+    width, height = png_header(data[:33], "The " + what)[:2]
     if (height, width) != (h, w):  # checked before decoding, so a huge declared size costs nothing
         raise JetgenError("The {} is {}x{} pixels, but this model takes {}x{} images.".format(what, width, height, w, h))
-    try:
-        from PIL import Image
-    except ImportError:
-        # the built-in reader inflates all pixel data at once: refuse data that inflates beyond this size
-        limit = h * (w * 4 + 1)
-        inflate, pos, total = zlib.decompressobj(), 8, 0
-        try:
-            while pos + 8 <= len(data):
-                length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-                if kind == b"IDAT":
-                    total += len(inflate.decompress(data[pos + 8:pos + 8 + length], limit + 1 - total))
-                    if total > limit:
-                        raise JetgenError("The {} holds more pixel data than its size says.".format(what))
-                pos += 12 + length
-        except zlib.error as err:
-            raise JetgenError("The {} is not a readable PNG ({}).".format(what, err))
-        pixels = decode_png(data, "The " + what)
-    else:
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                grey = img.mode in ("1", "L", "LA", "I", "I;16", "F")
-                pixels = np.asarray(img.convert("L" if grey else "RGB"))
-        except (OSError, ValueError, SyntaxError) as err:
-            raise JetgenError("Cannot read the {} as an image ({}).".format(what, err))
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., 0]
-    return pixels
+    return decode_image(data, "The " + what)
 
 
 def read_images(value, shape, what="image", limit=MAX_INPUTS):
@@ -164,7 +141,7 @@ def read_images(value, shape, what="image", limit=MAX_INPUTS):
             data = base64.b64decode(text.encode("ascii"), validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError):
             raise JetgenError("The {}'s png is not valid base64.".format(what))
-        img = _png_pixels(data, shape, what).astype(np.float32) / 255.0
+        img = _png_pixels(data, shape, what)
         if img.ndim == 3 and c == 1:
             img = img.dot(RGB_TO_GREY)
         if img.ndim == 2 and c == 3:
@@ -334,7 +311,7 @@ def _model_name(path, taken):
 class Api(object):
     """The models a server holds and the handlers of every endpoint (see docs/serve.md)."""
 
-    def __init__(self, bundles, backend="ort", precision=None, device=None, threads=None, max_queue=16,
+    def __init__(self, bundles, backend=backends.DEFAULT, precision=None, device=None, threads=None, max_queue=16,
                  request_timeout=30.0, job_timeout=120.0, log=None):
         if not bundles:
             raise JetgenError("Give at least one bundle to serve.")
@@ -344,7 +321,7 @@ class Api(object):
         self.order = []
         self.jobs = {}
         self._jobs_lock = threading.Lock()
-        extra = {"intra_op_threads": threads} if threads and backend == "ort" else {}  # as the CLI's open_model
+        extra = backends.session_options(backend, threads)  # as the CLI's open_model
         try:
             for path in bundles:
                 model = Model.open(path, backend=backend, precision=precision, device=device, **extra)
@@ -423,8 +400,9 @@ class Api(object):
             "quality": man.get("quality"), "metrics": prov.get("metrics"), "data": prov.get("data"),
             "created": man.get("created"),
         }
-        if shapes_api.is_points(m):
-            card.update(shapes_api.card(m))
+        half = _half(m)
+        if half is not None:
+            card.update(half.card(m))
         return card
 
     # -- endpoints -------------------------------------------------------------------------------
@@ -444,15 +422,13 @@ class Api(object):
     def sample(self, name, body):
         slot = self.slot(name)
         body = _labels_fit(slot, _fields(body, ("n", "labels", "temperature", "seed")))
-        points = shapes_api.is_points(slot.model)
-        n = _at_most(body.get("n", 16), shapes_api.MAX_SHAPES if points else MAX_SAMPLES, "n")
+        half = _half(slot.model)
+        if half is not None:
+            return half.sample_endpoint(self, slot, name, body)
+        n = _at_most(body.get("n", 16), MAX_SAMPLES, "n")
         labels, temperature = body.get("labels"), body.get("temperature", 1.0)
         seed = body.get("seed")
         seed = fresh_seed() if seed is None else seed
-        if points:
-            out = slot.run(lambda m: shapes_api.sample(m, n, temperature, seed), self.request_timeout)
-            out.update(model=name, seed=seed, temperature=temperature)
-            return out
 
         def work(m):
             x, z = m.sample(n, labels=labels, temperature=temperature, seed=seed, return_latents=True)
@@ -464,15 +440,13 @@ class Api(object):
     def decode(self, name, body):
         slot = self.slot(name)
         body = _labels_fit(slot, _fields(body, ("z", "labels", "project")))
+        half = _half(slot.model)
+        if half is not None:
+            return half.decode_endpoint(self, slot, name, body)
         if "z" not in body:
             raise ApiError(400, "Give z: a latent of {} numbers or a list of them.".format(slot.model.latent_dim))
-        points = shapes_api.is_points(slot.model)
-        z = _rows_at_most(body["z"], shapes_api.MAX_SHAPES if points else MAX_SAMPLES, "latents")
+        z = _rows_at_most(body["z"], MAX_SAMPLES, "latents")
         labels, project = body.get("labels"), _flag(body, "project")
-        if points:
-            out = slot.run(lambda m: shapes_api.decode(m, z), self.request_timeout)
-            out["model"] = name
-            return out
 
         def work(m):
             zz = z
@@ -505,15 +479,9 @@ class Api(object):
         body = _labels_fit(slot, _fields(body, ("a", "b", "steps", "mode", "labels", "seed")))
         steps = _at_most(body.get("steps", 8), MAX_PATH_STEPS, "steps")
         mode, labels, seed = body.get("mode", "linear"), body.get("labels"), body.get("seed", 0)
-        if shapes_api.is_points(slot.model):
-            # end points: latents, or {"points": [[x, y, z], ...]} clouds the encoder reads
-            a, b = [shapes_api.cloud(v["points"], k) if isinstance(v, dict) and "points" in v else v
-                    for k, v in (("a", body.get("a")), ("b", body.get("b")))]
-            if a is None or b is None:
-                raise ApiError(400, 'Give a and b: latents (lists of numbers) or clouds ({"points": [[x, y, z], ...]}).')
-            out = slot.run(lambda m: shapes_api.interpolate(m, a, b, steps, mode, seed), self.request_timeout)
-            out.update(model=name, steps=out["n"], mode=mode)
-            return out
+        half = _half(slot.model)
+        if half is not None:
+            return half.interpolate_endpoint(self, slot, name, body, steps, mode, seed)
         shape = slot.model.output_shape
         a, b = self._endpoint(body.get("a"), shape, "a"), self._endpoint(body.get("b"), shape, "b")
         _rows_at_most(labels, MAX_PATH_STEPS, "label rows")
@@ -590,8 +558,9 @@ class Api(object):
     def complete(self, name, body):
         """Start a completion job (202 with its id) or, with ``wait``, run it and return the result."""
         slot = self.slot(name)
-        if shapes_api.is_points(slot.model):
-            return self._complete_points(slot, name, body)
+        half = _half(slot.model)
+        if half is not None:
+            return half.complete_endpoint(self, slot, name, body)
         body = _fields(body, ("image", "mask", "region", "labels", "steps", "lr", "tol", "init", "seed", "wait"))
         wait = _flag(body, "wait")
         m = slot.model
@@ -636,56 +605,6 @@ class Api(object):
 
         return self._start_job(slot, name, steps, wait,
                                lambda model, progress: model.complete(x, mask, callback=progress, **kwargs),
-                               summary, finish)
-
-    def _complete_points(self, slot, name, body):
-        """A 3D completion: ``points`` (a partial cloud) or ``cut`` ({"z", "seed"}: the decoded shape of z
-        cut by a random plane through its centre, about half kept), as a job like the image one."""
-        body = _fields(body, ("points", "cut", "steps", "lr", "tol", "init", "seed", "wait"))
-        wait = _flag(body, "wait")
-        if (body.get("points") is None) == (body.get("cut") is None):
-            raise ApiError(400, 'Give exactly one of points ([[x, y, z], ...]) or cut ({"z": LATENT, "seed": N}).')
-        if body.get("cut") is not None:
-            spec = _fields(body["cut"] if isinstance(body["cut"], dict) else {}, ("z", "seed", "keep"))
-            if spec.get("z") is None:
-                raise ApiError(400, 'cut needs z: the latent of the shape to cut ({"z": LATENT, "seed": N}).')
-            partial = slot.run(lambda model: shapes_api.cut(model, spec["z"], spec.get("seed", 0),
-                                                            spec.get("keep", 0.5))[0], self.request_timeout)
-        else:
-            partial = shapes_api.cloud(body["points"])
-        steps = _at_most(body.get("steps", 100), MAX_COMPLETE_STEPS, "steps")
-        kwargs = dict((key, body[key]) for key in ("lr", "tol", "init", "seed") if body.get(key) is not None)
-        kwargs["steps"] = steps
-
-        def check(model):
-            try:
-                model.complete(partial, callback=_stop_at_once, **kwargs)
-            except _Stop:
-                pass
-        slot.run(check, self.request_timeout)
-        partial_json = np.round(partial, shapes_api.DECIMALS).tolist()
-
-        def summary(model, step, z, objective, due):
-            # a multistart completion optimises several starts of the one cloud: show the best so far
-            objective = np.asarray(objective, dtype=np.float64)
-            best = int(np.argmin(objective))
-            values = {"loss": float(objective[best])}
-            if due:
-                points = model.decode(np.asarray(z, dtype=np.float32)[best:best + 1])
-                values["render"] = shapes_api.render_b64(model, points)[0]
-            return values
-
-        def finish(r):
-            points = slot.model.decode(np.asarray(r.z, dtype=np.float32)[:1])
-            result = {"steps": r.steps, "loss": np.asarray(r.loss).tolist(),
-                      "loss_start": np.asarray(r.history[0]).tolist(), "latents": np.asarray(r.z).tolist(),
-                      "partial": partial_json, "points": np.round(points[0], shapes_api.DECIMALS).tolist(),
-                      "render": shapes_api.render_b64(slot.model, points)[0],
-                      "partial_render": shapes_api.render_b64(slot.model, [partial])[0]}
-            return result, {"render": result["render"]}
-
-        return self._start_job(slot, name, steps, wait,
-                               lambda model, progress: model.complete(partial, callback=progress, **kwargs),
                                summary, finish)
 
     def _start_job(self, slot, name, steps, wait, call, summary, finish):

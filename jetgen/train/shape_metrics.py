@@ -1,6 +1,6 @@
 """Numbers for 3D shapes: reconstruction, baselines and generation, on normalised point clouds.
 
-Conventions (shared/FACTS.md, issue 11):
+Conventions (issue 11; docs/shapes.md):
 - Chamfer-L2 x1000: for clouds a and b, mean_i min_j |a_i - b_j|^2 + mean_j min_i |a_i - b_j|^2 (the
   SUM of both one-way means of squared distances), on the unit-sphere scale, times 1000.
 - F-score at a threshold t given as a fraction of the diameter of the unit sphere (2): precision is the

@@ -28,9 +28,10 @@ from jetgen.triton import config as tconfig
 INDEX = "jetgen-triton.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_MODE = "bls"  # the graphs run in the graph models (TensorRT plans, batching); docs/triton.md measures both
-# the parts of jetgen the Python model imports, copied into NAME/1/jetgen (all torch-free)
-RUNTIME_FILES = ("__init__.py", "errors.py", "atomic.py", "digest.py", "spec.py")
-RUNTIME_DIRS = ("runtime",)
+# the parts of jetgen the Python model imports, copied into NAME/1/jetgen (torch-free; modalities/ also holds
+# desktop parts, copied along but never imported there)
+RUNTIME_FILES = ("__init__.py", "_moved.py", "cells.py", "errors.py", "atomic.py", "digest.py", "spec.py", "signing.py")
+RUNTIME_DIRS = ("runtime", "modalities")
 
 Options = collections.namedtuple("Options", "name max_batch instances backend mode tensorrt gpu force")
 

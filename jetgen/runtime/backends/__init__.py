@@ -22,13 +22,16 @@ import importlib
 from jetgen.errors import JetgenError
 
 # name -> what it is, "module:session class", the precision a Model asks of it when none is given
-# (None: the bundle's own), its per-session option for CPU threads (None: it has none)
+# (None: the bundle's own), its per-session option for CPU threads (None: it has none), the devices it
+# takes (for --device's help; None: it picks its own)
 BACKENDS = {
     "ort": {"title": "ONNX Runtime", "session": "jetgen.runtime.backends.ort:OrtSession",
             "default_precision": None, "threads_option": "intra_op_threads",
-            "probe": "jetgen.runtime.backends.ort:probe"},
+            "probe": "jetgen.runtime.backends.ort:probe",
+            "devices": "cpu, cuda, cuda:N or tensorrt (default: best of cuda, cpu)"},
     "trt": {"title": "TensorRT", "session": "jetgen.runtime.backends.trt.session:TrtSession",
-            "default_precision": "auto", "threads_option": None, "probe": None},
+            "default_precision": "auto", "threads_option": None, "probe": None,
+            "devices": "cuda or cuda:N (default: the first GPU)"},
 }
 DEFAULT = "ort"
 

@@ -84,6 +84,16 @@ def manifest_section(points):
     return section
 
 
+def manifest_sections(source):
+    """The manifest model sections this modality adds for ``source``: {"points": manifest_section(...)}."""
+    return {"points": manifest_section(source.points)}
+
+
+def write_files(directory, source):
+    """The bundle files this modality adds for ``source`` (faces.npy), written into ``directory``."""
+    write_faces(directory, source.points)
+
+
 def write_faces(directory, points):
     from jetgen.atomic import atomic_write_bytes
     import os
@@ -125,7 +135,7 @@ def _clouds(x, min_points):
 def observed(clouds, size, rng):
     """Each cloud cut by a random plane through its centroid (about half kept), padded or subsampled
     to ``size`` points: (points (B, size, 3), mask (B, size)) float32."""
-    from jetgen.runtime.shapes import cut_by_plane, pad_clouds
+    from jetgen.modalities.points.codec import cut_by_plane, pad_clouds
 
     return pad_clouds([cut_by_plane(c, rng)[0] for c in clouds], size)
 
@@ -216,7 +226,7 @@ def quality_rows(job, sess, decode):
     """The reduced-precision rows of a point-cloud bundle: the test Chamfer (both ways, x loss_scale)
     of encoder-mean reconstructions with the fp32 and the reduced graphs, and the worst decode error."""
     from jetgen.export import onnx_tools
-    from jetgen.runtime.shapes import chamfer
+    from jetgen.modalities.points.codec import chamfer
 
     source = job.source
     clouds = source.data.test_x[:REAL_BATCH]
@@ -259,7 +269,7 @@ def _run_clouds(run):
 
 
 def export_points_run(run, target, out, **options):
-    """Export a point-cloud run (jetgen.export.exporter.export_run's options) through export_model:
+    """Export a point-cloud run (jetgen.export.from_run.export_run's options) through export_model:
     grid decoder, encoder, the hand-written Chamfer gradient, faces, the run's prior."""
     from jetgen.export.api import export_model
     from jetgen.export.losses import Chamfer
@@ -276,3 +286,6 @@ def export_points_run(run, target, out, **options):
                         output_shape=model.output_shape, likelihood=Chamfer(model.latent_grad_module()),
                         prior=run_prior(run), data=_run_clouds(run), points=settings, metadata=metadata,
                         kind=model.kind, arch="atlasnet", **options)
+
+
+export_run = export_points_run  # every modality's export part names its run export export_run

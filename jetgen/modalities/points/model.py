@@ -7,7 +7,7 @@ one for any bundle whose manifest has ``model.points`` (docs/bundle.md, "Point-c
     r = m.complete(read_points("partial.ply"))  # r.x (1, N, 3) completed, r.z, r.chamfer
 
 ``complete`` minimises ``loss_scale`` * one-sided Chamfer (observed -> decoded, the latent_grad graph)
-+ ``prior_weight`` * prior term over the latent with the same Adam loop as images (Model._optimise),
++ ``prior_weight`` * prior term over the latent with the Adam loop images use (jetgen.runtime.completion),
 starting by default from the best of the encoder's code and the prior's anchors (init "multistart").
 Clouds of any size go in: the encoder takes exactly ``encoder_points`` points and latent_grad
 ``target_points`` (M), so larger clouds are subsampled with a fixed seed and smaller ones padded
@@ -19,7 +19,8 @@ import numpy as np
 
 from jetgen.digest import sha256_file
 from jetgen.errors import JetgenError
-from jetgen.runtime.model import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW, Completion, Model
+from jetgen.runtime.completion import COMPLETE_STEPS, COMPLETE_TOL, COMPLETE_WINDOW, best_starts, keep_best_start
+from jetgen.runtime.model import Completion, Model
 from jetgen.runtime.priors import make_rng
 
 POINT_INITS = ("multistart", "encoder", "prior_mean", "random")
@@ -173,7 +174,7 @@ class PointModel(Model):
     def observed(self, clouds):
         """Clouds as the latent_grad graph's (target (B, M, 3), mask (B, M)): subsampled with a fixed
         seed when larger than M, padded and masked when smaller."""
-        from jetgen.runtime.shapes import pad_clouds
+        from jetgen.modalities.points.codec import pad_clouds
 
         size = self.points["target_points"]
         return pad_clouds([resample(c, size) if len(c) > size else c for c in clouds], size)
@@ -221,8 +222,7 @@ class PointModel(Model):
             release()
         history = np.array(history)
         if multistart:  # each cloud keeps its start with the lowest objective
-            k = len(best) // len(clouds)
-            keep = np.arange(len(clouds)) * k + np.argmin(best.reshape(len(clouds), k), axis=1)
+            keep = keep_best_start(best, len(clouds))
             best_z, best, best_nll, history = best_z[keep], best[keep], best_nll[keep], history[:, keep]
         decoded = self._decode(best_z, None)
         result = Completion(z=best_z, x=decoded, decoded=decoded, loss=best, nll=best_nll, history=history,
@@ -252,8 +252,8 @@ class PointModel(Model):
         finally:
             release()
         objective = (scale * nll + prior_weight * self._prior.term(flat)[0]).reshape(n, c)
-        k = min(int(starts), c)
-        pick = np.argsort(objective, axis=1, kind="stable")[:, :k]
+        pick = best_starts(objective, starts)
+        k = pick.shape[1]
         z = cands[np.arange(n)[:, None], pick].reshape(n * k, -1)
         return z, np.repeat(target, k, axis=0), np.repeat(mask, k, axis=0)
 
@@ -297,7 +297,7 @@ def save_clouds(path, clouds, faces=None, colours=None, titles=None, scene_layou
     array; .png a labelled render (``render_sheet``). JetgenError for another extension.
     """
     from jetgen.atomic import atomic_write_bytes
-    from jetgen.runtime.shapes import scene, write_mesh, write_points
+    from jetgen.modalities.points.codec import scene, write_mesh, write_points
 
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in CLOUD_OUTPUTS:
@@ -332,10 +332,10 @@ def render_sheet(path, clouds, colours=None, titles=None, faces=None):
     row titled (``titles``, default "0", "1", ...); ``colours`` None or one (P, 3) array (or None) per cloud.
     ``faces``: None, or one (F, 3) array (or None) per cloud: those rows are drawn as shaded meshes
     (jetgen.runtime.raster), the others as dots."""
-    from jetgen.runtime.images import write_png
+    from jetgen.modalities.image.codec import write_png
+    from jetgen.modalities.points.codec import DEFAULT_VIEWS, render_view
     from jetgen.runtime.lettering import titled_grid
     from jetgen.runtime.raster import render_mesh_view
-    from jetgen.runtime.shapes import DEFAULT_VIEWS, render_view
 
     tiles = []
     for i, cloud in enumerate(clouds):
@@ -352,6 +352,6 @@ def render_sheet(path, clouds, colours=None, titles=None, faces=None):
 
 def decoded_colours(model, n):
     """Per-patch colours for ``n`` decoded clouds of ``model`` (a list for ``save_clouds``)."""
-    from jetgen.runtime.shapes import patch_colours
+    from jetgen.modalities.points.codec import patch_colours
 
     return [patch_colours(model.points["patches"], model.patch_size)] * n

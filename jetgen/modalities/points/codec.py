@@ -21,7 +21,7 @@ import numpy as np
 
 from jetgen.atomic import atomic_write_bytes, atomic_write_text
 from jetgen.errors import JetgenError
-from jetgen.runtime.images import write_png
+from jetgen.modalities.image.codec import npy_header, write_png
 
 MESH_EXTENSIONS = (".obj", ".ply")
 POINT_EXTENSIONS = (".ply", ".npy", ".xyz")
@@ -382,16 +382,7 @@ def _read_obj(path, max_points):
 def _read_npy(path, max_points):
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                raise ValueError("unsupported .npy version {}".format(version))
-        except ValueError as err:
-            raise JetgenError("{} is not a readable .npy file ({}).".format(path, err))
+        shape, fortran, dtype = npy_header(handle, path)  # the one .npy header reader, with its length guard
         if dtype.kind not in "fiu" or dtype.hasobject:
             raise JetgenError("{} holds {} values; point clouds must be numbers.".format(path, dtype))
         if len(shape) == 3 and shape[0] == 1:

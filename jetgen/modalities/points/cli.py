@@ -1,6 +1,6 @@
 """The 3D side of ``jetgen sample``, ``interpolate`` and ``complete`` (point-cloud bundles): output
 names, meshes and renders written, the completion report. jetgen.cli.generate calls these when the
-bundle it opened is a jetgen.runtime.points.PointModel. Python 3.6 compatible, no torch.
+bundle it opened is of the points modality (jetgen.modalities). Python 3.6 compatible, no torch.
 """
 import os
 
@@ -8,30 +8,16 @@ import click
 
 from jetgen.cli.output import emit_json
 from jetgen.errors import JetgenError
-from jetgen.runtime.points import CLOUD_OUTPUTS, PointModel, decoded_colours, save_clouds
+from jetgen.modalities.points.model import CLOUD_OUTPUTS, PointModel, decoded_colours, render_sheet, save_clouds
 
-IMAGE_OUTPUTS = (".png", ".npy")
-
-scene_option = click.option("--scene", is_flag=True,
-                            help="3D: write all shapes into one .obj/.ply/.xyz file, side by side, instead of one "
-                                 "file per shape.")
+OUTPUTS = CLOUD_OUTPUTS  # what --out may name for a point-cloud bundle
 
 
-def check_any_out(path):
-    """Refuse, before any work, an output no bundle can write (images: .png/.npy; 3D: also meshes)."""
-    if os.path.splitext(path)[1].lower() not in IMAGE_OUTPUTS + CLOUD_OUTPUTS:
-        raise JetgenError("Cannot write {}: the output must end in {}.".format(
-            path, ", ".join(sorted(set(IMAGE_OUTPUTS + CLOUD_OUTPUTS)))))
-    return path
+def read_endpoint(text):
+    """An interpolation end point given as a file: a cloud (.ply, .xyz, .npy) the encoder reads."""
+    from jetgen.modalities.points.codec import read_points
 
-
-def points_model(model, out=None):
-    """True for a point-cloud bundle; JetgenError when ``out`` is a 3D file for an image bundle."""
-    if isinstance(model, PointModel):
-        return True
-    if out is not None and os.path.splitext(out)[1].lower() not in IMAGE_OUTPUTS:
-        raise JetgenError("This bundle ({}) makes images: write a .png or .npy, not {}.".format(model.kind, out))
-    return False
+    return read_points(text)
 
 
 def save_points_output(model, out, clouds, scene=False, titles=None):
@@ -59,8 +45,8 @@ def _files(paths):
 def complete_points(model, input_path, out, png_path, **options):
     """``jetgen complete`` for a point-cloud bundle: the partial cloud in ``input_path`` completed into
     ``out`` (and a partial-vs-completed sheet in ``png_path``); returns the JSON report."""
-    from jetgen.runtime.points import render_sheet
-    from jetgen.runtime.shapes import read_points
+    from jetgen.modalities.points.model import render_sheet
+    from jetgen.modalities.points.codec import read_points
 
     if png_path is not None and os.path.splitext(png_path)[1].lower() != ".png":
         raise JetgenError("--png must name a .png file, not {}.".format(png_path))
@@ -114,6 +100,22 @@ def depth_options(command):
     return command
 
 
+# jetgen complete's options that only this modality adds (jetgen.cli.generate applies them), and the one
+# of them that replaces --input
+complete_options = depth_options
+COMPLETE_INPUT = ("depth_path", "--depth depth.png --intrinsics camera.json")
+
+
+def complete_given(model, out, png_path, steps, as_json, mask_given, options):
+    """``jetgen complete --depth ...``: refuse image-only options, complete, print; ``options`` holds the
+    values of :func:`depth_options`."""
+    if mask_given:
+        raise JetgenError("--depth completes the object in the depth image: drop --mask, --mask-region and "
+                          "labels (an object mask is --object-mask).")
+    report = complete_depth(model, out, png_path, steps, **options)
+    return emit_json(report) if as_json else print_depth_completion(report)
+
+
 def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, depth_scale=None, object_mask_path=None,
                    extrinsics_path=None, up_axis=None):
     """``jetgen complete --depth`` for a point-cloud bundle: back-project the depth image, complete it
@@ -122,7 +124,6 @@ def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, dep
     import numpy as np
 
     from jetgen.runtime.depth import depth_points, read_extrinsics
-    from jetgen.runtime.points import render_sheet
     from jetgen.runtime.pose import CAMERA_UP, POSE_STEPS, complete_posed
 
     if not isinstance(model, PointModel):

@@ -121,6 +121,9 @@ def decode_png(data, name="the PNG"):
         raw = zlib.decompressobj().decompress(b"".join(idat), expected + 1)
     except (struct.error, zlib.error, ValueError) as err:
         raise JetgenError("{} is not a readable PNG ({}).".format(name, err))
+    if len(raw) > expected:  # the one reader's bound, as the serve API said before it used this reader
+        raise JetgenError("{} holds more pixel data than its size says; it is not a readable PNG (wrong amount of "
+                          "pixel data).".format(name))
     if len(raw) != expected:
         raise JetgenError("{} is not a readable PNG (wrong amount of pixel data).".format(name))
     out = np.zeros((h, stride), dtype=np.uint8)
@@ -190,25 +193,48 @@ def read_image(path, size=None, grey=False):
                               "(pip install pillow).".format(path))
         with open(path, "rb") as handle:
             pixels = decode_png(handle.read(), path)
-        if size is not None and tuple(size) != (pixels.shape[1], pixels.shape[0]):
-            raise JetgenError("{} is {}x{} pixels; resizing it to {}x{} needs pillow (pip install pillow).".format(
-                path, pixels.shape[1], pixels.shape[0], size[0], size[1]))
-        pixels = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
-        if pixels.ndim == 3:
-            pixels = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., 0]
-        if grey and pixels.ndim == 3:
-            pixels = pixels.dot(np.array([0.299, 0.587, 0.114], dtype=np.float32))
-        return pixels
+        return _builtin_pixels(pixels, path, size, grey)
     return _read_with_pillow(Image, path, size, grey, depth)
 
 
-def _read_with_pillow(Image, path, size, grey, png_depth):
+def decode_image(data, name="the image", size=None, grey=False):
+    """float32 (H, W) or (H, W, 3) in [0, 1] from the bytes of an image file, as ``read_image`` reads a
+    file (the same checks and limits; ``name`` in its sentences). JetgenError when unreadable."""
+    if len(data) > MAX_INPUT_BYTES:
+        raise JetgenError("{} is {} bytes, more than the {} bytes an input image may have.".format(
+            name, len(data), MAX_INPUT_BYTES))
+    depth = png_header(data[:33], name)[2] if data[:8] == PNG_SIGNATURE else None
+    try:
+        from PIL import Image
+    except ImportError:
+        if depth is None:
+            raise JetgenError("{} is not a PNG; reading JPEG and other image formats needs pillow "
+                              "(pip install pillow).".format(name))
+        return _builtin_pixels(decode_png(data, name), name, size, grey)
+    return _read_with_pillow(Image, io.BytesIO(data), size, grey, depth, name)
+
+
+def _builtin_pixels(pixels, path, size, grey):
+    """decode_png's pixels as read_image returns them (scaled by their bit depth, alpha dropped)."""
+    if size is not None and tuple(size) != (pixels.shape[1], pixels.shape[0]):
+        raise JetgenError("{} is {}x{} pixels; resizing it to {}x{} needs pillow (pip install pillow).".format(
+            path, pixels.shape[1], pixels.shape[0], size[0], size[1]))
+    pixels = pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., 0]
+    if grey and pixels.ndim == 3:
+        pixels = pixels.dot(np.array([0.299, 0.587, 0.114], dtype=np.float32))
+    return pixels
+
+
+def _read_with_pillow(Image, path, size, grey, png_depth, name=None):
     import warnings
 
+    source, path = path, name or path  # ``path`` (a file name or a file object) opens; ``name`` is said
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower
-            img = Image.open(path)
+            img = Image.open(source)
         with img:
             _check_pixels(img.size[0], img.size[1], path)
             mode = img.mode
