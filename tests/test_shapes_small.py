@@ -66,11 +66,18 @@ def test_the_schedule_gives_enough_steps_whatever_the_size():
         assert 0.9 * ST.TARGET_STEPS <= steps <= max(1.1 * ST.TARGET_STEPS, (ST.MIN_PASSES + 1) * n / batch), (n, why)
         assert 10 <= epochs <= 40 and "{} training shapes".format(n) in why
     assert ST.choose_batch(15)[0] < ST.choose_batch(180)[0]
-    # from other weights: half the steps; a slow machine: cut to the time cap, never below the floor
+    # from other weights: half the steps
     assert ST.choose_shape_schedule(180, 32, transfer=True)[2] <= 0.55 * ST.choose_shape_schedule(180, 32)[2]
-    _, _, capped, why = ST.choose_shape_schedule(180, 32, seconds_per_step=1.0)
-    assert 0.9 * ST.MAX_SECONDS <= capped <= 1.1 * ST.MAX_SECONDS and "cut from" in why
-    assert ST.choose_shape_schedule(180, 32, seconds_per_step=100.0)[2] >= ST.MIN_CAPPED_STEPS
+
+
+def test_a_slow_machine_is_told_but_gets_the_same_schedule():
+    fast, slow = [{"batch_size": None, "lr": None, "epochs": None, "passes": None, "init_from": None}
+                  for _ in range(2)]
+    quick = ST.fill_shape_schedule(fast, 180, probe=lambda batch: 0.01)
+    busy = ST.fill_shape_schedule(slow, 180, probe=lambda batch: 5.0)
+    assert fast == slow  # timing never changes what is trained
+    assert "over 10 minutes" not in quick and "over 10 minutes: --epochs {} halves it".format(
+        fast["epochs"] // 2) in busy
 
 
 def test_the_user_keeps_what_they_pass():

@@ -6,8 +6,9 @@
   it starts from other weights (``--init-from``). The batch is the largest of ``BATCHES`` that still
   gives ``MIN_STEPS_PER_PASS`` steps per pass over the data; small sets take several passes per epoch
   (``passes``), so a run has about ``TARGET_EPOCHS`` epochs (log lines and checkpoints) whatever its
-  size. A few timed steps on a throw-away copy of the model give the time estimate, and the steps are
-  cut to fit ``MAX_SECONDS`` of training.
+  size. A few timed steps on a throw-away copy of the model give the time estimate; an estimate over
+  ``MAX_SECONDS`` is said on the first line with the flags that shorten it, but never changes the
+  schedule: the same flags and data give the same run on any machine, however busy.
 - **Augmentation for small sets** (``choose_augmentation``): below ``AUGMENT_BELOW`` training shapes,
   each step's clouds are scaled by a random factor per axis, then normalised again (centre, farthest
   point at 1: the data's convention), and turned by a random angle about the up (y) axis when the
@@ -29,8 +30,7 @@ MIN_PASSES = 16  # at least this many passes over a large data set (the measured
 BATCHES = ((32, 2e-3), (16, 2e-3), (8, 1e-3))  # (batch, peak lr of one-cycle), largest first
 MIN_STEPS_PER_PASS = 3
 TARGET_EPOCHS = 20
-MAX_SECONDS = 600.0  # the cap on the chosen schedule's estimated training time: 10 minutes
-MIN_CAPPED_STEPS = 200  # a time cap never cuts a run below this many steps
+MAX_SECONDS = 600.0  # an estimate above this (10 minutes) is flagged on the first line, with how to shorten it
 PROBE_STEPS = 3  # timed steps (after one untimed) for the estimate
 
 AUGMENT_BELOW = 1000  # training shapes: augmentation is on below this size
@@ -47,25 +47,21 @@ def choose_batch(n_train):
     return BATCHES[-1]
 
 
-def choose_shape_schedule(n_train, batch, seconds_per_step=None, transfer=False, max_seconds=MAX_SECONDS):
+def choose_shape_schedule(n_train, batch, transfer=False):
     """(passes, epochs, steps, why) for ``n_train`` training shapes at ``batch``: enough steps
-    (TARGET_STEPS, TRANSFER_STEPS with ``transfer``; at least MIN_PASSES passes), cut to ``max_seconds``
-    when ``seconds_per_step`` is known, spread over about TARGET_EPOCHS epochs of whole passes."""
+    (TARGET_STEPS, TRANSFER_STEPS with ``transfer``; at least MIN_PASSES passes), spread over about
+    TARGET_EPOCHS epochs of whole passes. Depends on the data and options only, never on timing."""
     per_pass = int(math.ceil(n_train / float(batch)))
     target = TRANSFER_STEPS if transfer else TARGET_STEPS
     min_passes = MIN_PASSES // 2 if transfer else MIN_PASSES
-    wanted = max(target, min_passes * per_pass)
-    steps, capped = wanted, False
-    if seconds_per_step and wanted * seconds_per_step > max_seconds:
-        steps, capped = max(MIN_CAPPED_STEPS, int(max_seconds / seconds_per_step)), True
+    steps = max(target, min_passes * per_pass)
     passes = max(1, int(round(steps / float(TARGET_EPOCHS * per_pass))))
     epochs = max(1, int(round(steps / float(passes * per_pass))))
     total = epochs * passes * per_pass
-    why = "{} training shapes: batch {} ({} steps per pass), {} pass{} per epoch, {} epochs = {} steps ({}{})".format(
+    why = "{} training shapes: batch {} ({} steps per pass), {} pass{} per epoch, {} epochs = {} steps ({})".format(
         n_train, batch, per_pass, passes, "" if passes == 1 else "es", epochs, total,
-        "the target: {} steps{}".format(target, " from the --init-from weights" if transfer else "") if wanted == target
-        else "{} passes over the data".format(min_passes),
-        "; cut from {} to fit {:.0f} minutes".format(wanted, max_seconds / 60.0) if capped else "")
+        "the target: {} steps{}".format(target, " from the --init-from weights" if transfer else "") if steps == target
+        else "{} passes over the data".format(min_passes))
     return passes, epochs, total, why
 
 
@@ -85,7 +81,7 @@ def fill_shape_schedule(opts, n_train, probe=None, world=1):
     seconds = probe(batch) if probe is not None else None
     per_pass = int(math.ceil(per_process / float(batch)))
     if opts.get("epochs") is None:
-        passes, epochs, steps, why = choose_shape_schedule(per_process, batch, seconds, bool(opts.get("init_from")))
+        passes, epochs, steps, why = choose_shape_schedule(per_process, batch, bool(opts.get("init_from")))
         if opts.get("passes") is not None:  # the user's passes: as many epochs as the chosen steps need
             passes = opts["passes"]
             epochs = max(1, int(round(steps / float(passes * per_pass))))
@@ -105,6 +101,8 @@ def fill_shape_schedule(opts, n_train, probe=None, world=1):
     opts["auto_schedule"] = [k for k in auto if k != "passes"]
     estimate = "; estimated {} of training ({:.2f} s per step measured)".format(
         _duration(seconds * steps), seconds) if seconds else ""
+    if seconds and seconds * steps > MAX_SECONDS:  # said, never acted on: the schedule stays the data's
+        estimate += ", over {:.0f} minutes: --epochs {} halves it".format(MAX_SECONDS / 60.0, max(1, epochs // 2))
     return "Chose {} from the data ({}{}); pass them to override.".format(
         ", ".join("--{} {:g}".format(k.replace("_", "-"), chosen[k]) for k in auto), why, estimate)
 
