@@ -9,14 +9,14 @@ trimesh primitives (boxes, cylinders, cones, capsules, tori, spheres and unions 
 generator), written to DIR/foreign. Each mesh, normalised as the training shapes are (bounding-box
 centre at 0, farthest vertex at 1), is given a random pose in front of a level camera (320x240,
 fx = fy = 300): a size of 0.15 m times a scale in 0.7-1.4, any yaw, an offset up to half its size,
-1.0 m away; rendered with a z-buffer (jetgen.runtime.raster), then the sensor model
-(jetgen.runtime.depth.simulate_sensor: sigma 2 mm at 1 m growing with d^2, 2% dropped, half the
+1.0 m away; rendered with a z-buffer (jetgen.modalities.points.raster), then the sensor model
+(jetgen.modalities.points.depth.simulate_sensor: sigma 2 mm at 1 m growing with d^2, 2% dropped, half the
 silhouette pixels dropped, 1 mm quantisation) and back-projected. The camera looks down by --pitch
 degrees (20), which it knows (as a robot does from its joints): the up axis passed is its -y tilted so.
 
 Rows (Chamfer-L2 x1000 of the whole shape in the model's normalised frame: the camera-frame Chamfer
 divided by the true scale squared; and seconds per shape):
-- "depth completion (pose found)": jetgen.runtime.pose.complete_posed, the pose unknown;
+- "depth completion (pose found)": jetgen.modalities.points.pose.complete_posed, the pose unknown;
 - "latent completion, true pose": Model.complete of the scan mapped by the true transform;
 - baselines given the TRUE pose (stronger than they could be on a robot): retrieval of the training
   shape nearest the mapped scan by one-sided Chamfer, the class medoid nearest it, the encoder on it.
@@ -77,7 +77,7 @@ def pitched(pitch_deg):
 def random_pose(rng, pitch_deg):
     """(scale (metres per model unit), rotation model->camera (3, 3), translation (3,), yaw) in front of a
     camera looking down by ``pitch_deg``."""
-    from jetgen.runtime import pose
+    from jetgen.modalities.points import pose
 
     scale = SIZE_M * rng.uniform(0.7, 1.4)
     theta = rng.uniform(0, 2 * np.pi)
@@ -87,8 +87,8 @@ def random_pose(rng, pitch_deg):
 
 
 def scan_of(mesh, rng, pitch_deg):
-    from jetgen.runtime.depth import Intrinsics, backproject, simulate_sensor
-    from jetgen.runtime.raster import render_depth
+    from jetgen.modalities.points.depth import Intrinsics, backproject, simulate_sensor
+    from jetgen.modalities.points.raster import render_depth
 
     cam = Intrinsics(**CAMERA)
     scale, rotation, translation, theta = random_pose(rng, pitch_deg)
@@ -107,7 +107,7 @@ def main(argv=None):
     from jetgen.runtime import Model
     from jetgen.runtime.images import write_png
     from jetgen.runtime.points import decoded_colours, render_sheet
-    from jetgen.runtime.pose import CAMERA_UP, complete_posed
+    from jetgen.modalities.points.pose import CAMERA_UP, complete_posed
     from jetgen.train import shape_metrics as M
     from jetgen.train.shapes import (DEFAULT_TRAIN, SHAPE_CLASSES, instance_seed, load_shape_dataset, make_mesh,
                                      sample_points)
@@ -191,7 +191,7 @@ def main(argv=None):
                                 np.median(scale_err)), "rotation_error_median_deg": float(np.median(yaw_err))}
     with open(os.path.join(args.out, "depth_completion.json"), "w") as handle:
         json.dump(report, handle, indent=1)
-    names = {"posed": "depth completion, pose found (jetgen.runtime.pose)",
+    names = {"posed": "depth completion, pose found (jetgen.modalities.points.pose)",
              "true_pose": "latent completion given the true pose (Model.complete)",
              "retrieval": "retrieval from the partial (true pose)", "medoid": "class medoid nearest (true pose)",
              "encoder": "encoder on the partial (true pose)"}

@@ -16,6 +16,9 @@ MOVED = {
     "jetgen.serve.shapes_api": "jetgen.modalities.points.serve",
     "jetgen.cli.clouds": "jetgen.modalities.points.cli",
     "jetgen.export.points": "jetgen.modalities.points.export",
+    "jetgen.runtime.depth": "jetgen.modalities.points.depth",
+    "jetgen.runtime.pose": "jetgen.modalities.points.pose",
+    "jetgen.runtime.raster": "jetgen.modalities.points.raster",
 }
 
 

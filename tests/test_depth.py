@@ -1,5 +1,5 @@
-"""Depth images to clouds (jetgen.runtime.depth), the z-buffer rasteriser and depth renderer
-(jetgen.runtime.raster), and completion with an unknown pose (jetgen.runtime.pose): camera JSON
+"""Depth images to clouds (jetgen.modalities.points.depth), the z-buffer rasteriser and depth renderer
+(jetgen.modalities.points.raster), and completion with an unknown pose (jetgen.modalities.points.pose): camera JSON
 layouts, refusals, back-projection, a rendered view back-projected onto its mesh, the transform's
 gradient against finite differences, and a known similarity transform recovered from a rendered scan."""
 import json
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from jetgen.errors import JetgenError
-from jetgen.runtime import depth as rd
-from jetgen.runtime import pose
+from jetgen.modalities.points import depth as rd
+from jetgen.modalities.points import pose
 from jetgen.runtime.images import decode_png, write_png
-from jetgen.runtime.raster import render_depth, render_mesh_view
+from jetgen.modalities.points.raster import render_depth, render_mesh_view
 from jetgen.runtime.shapes import chamfer_one_sided, read_points
 
 CAM = rd.Intrinsics(200.0, 210.0, 79.5, 59.5, 160, 120)
@@ -360,7 +360,7 @@ def test_depth_pose_and_raster_run_without_torch_and_are_python36_code(tmp_path)
 
         sys.meta_path.insert(0, Block())
         import numpy as np
-        from jetgen.runtime import depth, pose, raster
+        from jetgen.modalities.points import depth, pose, raster
         import jetgen.cli.clouds
         cam = depth.Intrinsics(100, 100, 31.5, 23.5, 64, 48)
         v = np.array([[-1, -1, 3], [1, -1, 3], [0, 1, 3]], float)

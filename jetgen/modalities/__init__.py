@@ -75,12 +75,19 @@ def of_model(model):
 
 
 def device_modules():
-    """Import paths of every device-side part (for the torch-free and Python 3.6 checks)."""
+    """Import paths of every device-side module of the modalities (for the torch-free and Python 3.6
+    checks): each modality folder's modules but its desktop parts (DESKTOP_LAYERS), so a helper module
+    added beside the parts is checked too."""
+    import os
+
     out = ["jetgen.modalities"]
+    here = os.path.dirname(os.path.abspath(__file__))
     for modality in names():
-        out.append("jetgen.modalities." + modality)
-        for layer, ref in sorted(MODALITIES[modality].items()):
-            module = (ref or "").partition(":")[0]
-            if layer not in DESKTOP_LAYERS and module.startswith("jetgen.modalities.") and module not in out:
+        package = "jetgen.modalities." + modality
+        desktop = set((MODALITIES[modality][layer] or "").partition(":")[0] for layer in DESKTOP_LAYERS)
+        out.append(package)
+        for name in sorted(os.listdir(os.path.join(here, modality))):
+            module = package + "." + name[:-3]
+            if name.endswith(".py") and name != "__init__.py" and module not in desktop:
                 out.append(module)
     return out

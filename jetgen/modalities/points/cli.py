@@ -119,12 +119,12 @@ def complete_given(model, out, png_path, steps, as_json, mask_given, options):
 def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, depth_scale=None, object_mask_path=None,
                    extrinsics_path=None, up_axis=None):
     """``jetgen complete --depth`` for a point-cloud bundle: back-project the depth image, complete it
-    with an unknown pose (jetgen.runtime.pose; its own POSE_STEPS unless --steps is given), write the
+    with an unknown pose (jetgen.modalities.points.pose; its own POSE_STEPS unless --steps is given), write the
     shape in the camera's (or world) frame; returns the JSON report (with the transform found)."""
     import numpy as np
 
-    from jetgen.runtime.depth import depth_points, read_extrinsics
-    from jetgen.runtime.pose import CAMERA_UP, POSE_STEPS, complete_posed
+    from jetgen.modalities.points.depth import depth_points, read_extrinsics
+    from jetgen.modalities.points.pose import CAMERA_UP, POSE_STEPS, complete_posed
 
     if not isinstance(model, PointModel):
         raise JetgenError("--depth is for point-cloud bundles; this bundle ({}) makes images.".format(model.kind))

@@ -331,11 +331,11 @@ def render_sheet(path, clouds, colours=None, titles=None, faces=None):
     """A PNG of ``clouds`` (a list of (P, 3) arrays), one row per cloud seen from three views, each
     row titled (``titles``, default "0", "1", ...); ``colours`` None or one (P, 3) array (or None) per cloud.
     ``faces``: None, or one (F, 3) array (or None) per cloud: those rows are drawn as shaded meshes
-    (jetgen.runtime.raster), the others as dots."""
+    (jetgen.modalities.points.raster), the others as dots."""
     from jetgen.modalities.image.codec import write_png
     from jetgen.modalities.points.codec import DEFAULT_VIEWS, render_view
     from jetgen.runtime.lettering import titled_grid
-    from jetgen.runtime.raster import render_mesh_view
+    from jetgen.modalities.points.raster import render_mesh_view
 
     tiles = []
     for i, cloud in enumerate(clouds):

@@ -103,7 +103,7 @@ def render_mesh_view(vertices, faces, size=160, elevation=20.0, azimuth=45.0, co
     ``shapes.render_view``: each visible triangle filled with its first vertex's colour (``colours``
     (V, 3) in [0, 1]; default grey-blue) times ambient + Lambert light from the upper left.
     JetgenError for faces indexing missing vertices."""
-    from jetgen.runtime.shapes import _rotation
+    from jetgen.modalities.points.codec import _rotation
 
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
@@ -126,7 +126,7 @@ def render_mesh_view(vertices, faces, size=160, elevation=20.0, azimuth=45.0, co
 
 def render_depth(vertices, faces, cam, rotation=None, translation=None, near=1e-3):
     """The depth image (cam.height, cam.width) float32 in metres that a pinhole camera ``cam``
-    (jetgen.runtime.depth.Intrinsics with a size) sees of a mesh: vertices are taken to the camera
+    (jetgen.modalities.points.depth.Intrinsics with a size) sees of a mesh: vertices are taken to the camera
     frame by x_cam = rotation . v + translation (default: as given), projected with
     u = fx x / z + cx, v = fy y / z + cy, and z-buffered with 1/z interpolated across each triangle
     (perspective-correct depth). 0 where no surface is seen or it is nearer than ``near``."""

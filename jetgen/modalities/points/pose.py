@@ -27,7 +27,7 @@ import numpy as np
 
 from jetgen.errors import JetgenError
 from jetgen.runtime.optim import Adam
-from jetgen.runtime.points import as_clouds, resample
+from jetgen.modalities.points.model import as_clouds, resample
 
 CAMERA_UP = (0.0, -1.0, 0.0)  # OpenCV camera frame: y points down, so up is -y for a level camera
 YAW_STARTS = 8  # 4 lost a plane seen edge-on to a wrong yaw in benchmarks/depth_completion.py

@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from jetgen.errors import JetgenError
-from jetgen.runtime.images import MAX_INPUT_BYTES, PNG_SIGNATURE, load_npy, png_header, read_image
+from jetgen.atomic import atomic_write_bytes
+from jetgen.modalities.image.codec import MAX_INPUT_BYTES, PNG_SIGNATURE, encode_png, load_npy, png_header, read_image
 
 PNG_DEPTH_SCALE = 0.001  # metres per unit of a 16-bit depth PNG (millimetres: RealSense, Kinect, Orbbec, TUM x5)
 MAX_JSON_BYTES = 1024 * 1024  # a camera file is a few hundred bytes
@@ -355,8 +356,6 @@ def depth_units(depth, scale=PNG_DEPTH_SCALE):
 def write_depth_png(path, depth, scale=PNG_DEPTH_SCALE):
     """Write a depth image (H, W) in metres as a 16-bit grey PNG of ``scale`` metres per unit (the
     file ``read_depth`` reads back), atomically, with the built-in PNG writer."""
-    from jetgen.atomic import atomic_write_bytes
-    from jetgen.runtime.images import encode_png
 
     atomic_write_bytes(path, encode_png(depth_units(depth, scale)))
 
