@@ -1,0 +1,81 @@
+"""A new user's first day: install hints, output paths, compact tables and readable errors (issue 23).
+
+Every test drives the CLI (in a subprocess where imports must be blocked) on the shared fixtures.
+"""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+from click.testing import CliRunner
+
+from jetgen.cli import COMMAND_EXTRAS, MODULE_EXTRA, TORCH_CPU_INSTALL, main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# a Python whose import system behaves as if only the core package and the `ort` extra were installed:
+# the desktop-only packages fail with the ModuleNotFoundError a missing package raises
+ORT_ONLY = textwrap.dedent("""
+    import sys
+    DESKTOP = {desktop!r}
+
+    class Missing(object):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in DESKTOP:
+                raise ModuleNotFoundError("No module named " + repr(name), name=name)
+            return None
+
+    sys.meta_path.insert(0, Missing())
+    from jetgen.cli import main
+    sys.argv = ["jetgen"] + {argv!r}
+    main()
+""")
+DESKTOP = tuple(sorted(m for m, extra in MODULE_EXTRA.items() if extra != "ort"))
+
+
+def run_ort_only(argv, cwd):
+    code = ORT_ONLY.format(desktop=DESKTOP, argv=list(argv))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-c", code], cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120, env=env)
+
+
+def test_desktop_commands_name_their_extra_in_one_sentence_without_a_traceback(run_factory, tmp_path):
+    run = run_factory("vae")
+    for argv, extras in ((["eval", str(run), "--out", str(tmp_path / "ev")], "train"),
+                         (["export", str(run), "--target", "nano", "--out", str(tmp_path / "b.jetgen")], "export,train"),
+                         (["train", "vae", "--data", "digits", "--out", str(tmp_path / "r")], "train")):
+        proc = run_ort_only(argv, tmp_path)
+        assert proc.returncode == 1, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: `jetgen {}` needs the ".format(argv[0])), proc.stderr
+        assert "pip install 'jetgen[{}]'".format(extras) in last, last
+        assert TORCH_CPU_INSTALL in last and "pytorch.org" in last, last
+
+
+def test_every_command_with_extras_is_a_command_and_every_extra_exists():
+    with open(os.path.join(ROOT, "setup.cfg")) as handle:
+        declared = set(re.findall(r"^(\w+) =$", handle.read().split("[options.extras_require]")[1], flags=re.M))
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    for command, extras in COMMAND_EXTRAS.items():
+        assert re.search(r"^\s+{}\s".format(command), help_text, flags=re.M), command
+        assert set(extras) <= declared, (command, extras)
+    assert set(MODULE_EXTRA.values()) <= declared
+
+
+def test_readme_pins_cpu_torch_as_the_makefile_does_and_names_the_cuda_route():
+    with open(os.path.join(ROOT, "Makefile")) as handle:
+        pin = re.search(r"^TORCH_PIN := (\S+)", handle.read(), flags=re.M).group(1)
+    assert pin in TORCH_CPU_INSTALL
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = handle.read()
+    install = readme.split("## Install on a desktop")[1].split("\n## ")[0]
+    lines = [line.strip() for line in install.splitlines() if line.strip().startswith("pip install")]
+    assert lines, install
+    for line in lines:  # every pip line that can pull torch pins it
+        if "torch" in line or "train" in line:
+            assert pin in line, line
+    assert TORCH_CPU_INSTALL in install
+    assert "download.pytorch.org/whl/cu" in install and "driver" in install
