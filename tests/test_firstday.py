@@ -3,6 +3,7 @@
 Every test drives the CLI (in a subprocess where imports must be blocked) on the shared fixtures.
 """
 import os
+import json
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import textwrap
 
 from click.testing import CliRunner
 
+from tests.runtime_fixtures import make_bundle
 from jetgen.cli import COMMAND_EXTRAS, MODULE_EXTRA, TORCH_CPU_INSTALL, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,3 +81,20 @@ def test_readme_pins_cpu_torch_as_the_makefile_does_and_names_the_cuda_route():
             assert pin in line, line
     assert TORCH_CPU_INSTALL in install
     assert "download.pytorch.org/whl/cu" in install and "driver" in install
+
+
+def test_check_puts_the_verdict_first_and_folds_findings_that_need_no_action(tmp_path):
+    bundle, _ = make_bundle(str(tmp_path / "b.jetgen"), kind="cvae", n_labels=3)
+    runner = CliRunner()
+    plain = runner.invoke(main, ["check", bundle, "--target", "nano"])
+    assert plain.exit_code == 0, plain.output
+    first = plain.output.splitlines()[0]
+    assert first.startswith("Deployable on nano") and "that need no action" in first, first
+    assert "INT64 tensors (e.g." not in plain.output and "runtime versions" not in plain.output
+    folded = int(re.search(r"(\d+) findings need no action", plain.output).group(1))
+    verbose = runner.invoke(main, ["check", bundle, "--target", "nano", "--verbose"])
+    assert verbose.exit_code == 0 and verbose.output.splitlines()[0] == first
+    assert "Need no action ({}):".format(folded) in verbose.output
+    assert "INT64 tensors (e.g." in verbose.output and "runtime versions" in verbose.output
+    as_json = runner.invoke(main, ["check", bundle, "--target", "nano", "--json"])
+    assert len(json.loads(as_json.output)["findings"]) == folded + len(re.findall(r"^warning ", plain.output, re.M))
