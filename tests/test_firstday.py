@@ -98,3 +98,30 @@ def test_check_puts_the_verdict_first_and_folds_findings_that_need_no_action(tmp
     assert "INT64 tensors (e.g." in verbose.output and "runtime versions" in verbose.output
     as_json = runner.invoke(main, ["check", bundle, "--target", "nano", "--json"])
     assert len(json.loads(as_json.output)["findings"]) == folded + len(re.findall(r"^warning ", plain.output, re.M))
+
+
+def _bench_row(backend, batch, p50, unstable=False, status="ok", vs_torch=None):
+    return {"task": "decode", "backend": backend, "precision": "fp32", "batch": batch, "p50_ms": p50,
+            "throughput": batch / p50 * 1e3, "vs_torch": vs_torch, "unstable": unstable, "cv": 0.6 if unstable else 0.05,
+            "status": status}
+
+
+def test_bench_compact_table_marks_unstable_ratios_and_keeps_skip_reasons_below():
+    from jetgen.bench import report
+    from jetgen.cli.bench import format_table
+
+    why = "TensorRT is not installed here (the tensorrt Python package is missing); on a Jetson it comes with JetPack"
+    result = {"rows": [_bench_row("torch", 1, 0.5, unstable=True), _bench_row("ort", 1, 0.1, vs_torch=5.0),
+                       _bench_row("torch", 64, 2.0), _bench_row("ort", 64, 1.0, vs_torch=2.0),
+                       {"task": "-", "backend": "trt", "precision": "fp16", "batch": None, "status": "skipped: " + why}],
+              "notes": ["unstable timing for decode torch fp32 batch 1: spread 60% of the mean", "other note"]}
+    text = format_table(result)
+    lines = text.splitlines()
+    assert lines[0].split() == "task backend prec batch median ms items/s vs torch status".split()
+    assert max(len(line) for line in lines[:7]) < 100, text
+    assert "~5.00x" in text and " 2.00x" in text and "~2.00x" not in text  # the ratio on torch's noisy row is marked
+    assert "skipped [1]" in text and "[1] trt fp16: " + why in text
+    assert "1 row had unstable timing" in text
+    assert report.folded_notes(result["notes"]) == ["other note"]
+    full = format_table(result, verbose=True)
+    assert "p99 ms" in full and "vs session" in full and "skipped: " + why in full
