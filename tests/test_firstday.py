@@ -125,3 +125,16 @@ def test_bench_compact_table_marks_unstable_ratios_and_keeps_skip_reasons_below(
     assert report.folded_notes(result["notes"]) == ["other note"]
     full = format_table(result, verbose=True)
     assert "p99 ms" in full and "vs session" in full and "skipped: " + why in full
+
+
+def test_demo_report_has_one_bench_row_per_task_and_batch_not_one_per_backend_name():
+    from jetgen.demo import bench_table_lines
+
+    rows = [{"task": "decode", "backend": b, "precision": "fp32", "batch": 1, "p50_ms": ms, "throughput": 1e3 / ms,
+             "vs_torch": vs} for b, ms, vs in (("torch", 0.4, None), ("onnxruntime", 0.05, 8.0), ("ort", 0.06, 6.667))]
+    rows.append({"task": "sample", "backend": "ort", "precision": "fp32", "batch": 1024, "p50_ms": 2.0,
+                 "throughput": 512000.0, "vs_torch": None})
+    lines = bench_table_lines(rows)
+    body = lines[2:]
+    assert len(body) == 2 and body[0].startswith("| decode | 1 | 0.400 | 0.060 | 0.050 | 16667 | 6.67x |"), lines
+    assert not any("| onnxruntime |" in line or "| ort |" in line for line in lines)
