@@ -138,3 +138,32 @@ def test_demo_report_has_one_bench_row_per_task_and_batch_not_one_per_backend_na
     body = lines[2:]
     assert len(body) == 2 and body[0].startswith("| decode | 1 | 0.400 | 0.060 | 0.050 | 16667 | 6.67x |"), lines
     assert not any("| onnxruntime |" in line or "| ort |" in line for line in lines)
+
+
+def test_eval_states_both_thresholds_and_names_units_active_by_variance_that_carry_little_kl(run_factory, tmp_path):
+    from jetgen.cli.evaluate import format_table, kl_rows
+
+    run = run_factory("vae")
+    result = CliRunner().invoke(main, ["eval", run, "--no-pictures", "-k", "2", "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "active units (Cov_x E_q[z_u|x] > 0.01)" in result.output
+    assert re.search(r"units carrying KL > 0.01 nats\s+\d+ of 10", result.output), result.output
+    numbers = json.loads(CliRunner().invoke(main, ["eval", run, "--no-pictures", "-k", "2", "--quiet", "--json",
+                                                   "--out", str(tmp_path)]).output)
+    assert numbers["kl_active_units"] == sum(v > 0.01 for v in numbers["kl_per_dim"])
+    # the case: every unit active by variance, two carrying KL 0.009 and 0.008
+    case = dict(numbers, kl_per_dim=[0.5] * 8 + [0.009, 0.008], latent_variance=[0.5] * 10, active_units=10)
+    rows = dict(kl_rows(case))
+    assert rows["units carrying KL > 0.01 nats"] == "8 of 10"
+    assert rows["  active by Cov but KL <= 0.01"] == "dim 8, dim 9 (near collapse: KL 0.009, KL 0.008)"
+    assert "0.009 0.008" in format_table(dict(case, run=run, eval_file="x", pictures=[]))
+
+
+def test_eval_of_a_missing_run_prints_its_error_on_its_own_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jetgen.cli", "eval", str(tmp_path / "nope")], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("eval: ") and lines[0].endswith(" failed"), proc.stderr
+    assert lines[1].startswith("Error: Run directory ") and "Traceback" not in proc.stderr
