@@ -167,3 +167,20 @@ def test_eval_of_a_missing_run_prints_its_error_on_its_own_line(tmp_path):
     lines = proc.stderr.splitlines()
     assert lines[0].startswith("eval: ") and lines[0].endswith(" failed"), proc.stderr
     assert lines[1].startswith("Error: Run directory ") and "Traceback" not in proc.stderr
+
+
+def test_an_output_file_in_a_missing_directory_is_refused_before_any_work_and_nothing_is_created(tmp_path):
+    bundle, _ = make_bundle(str(tmp_path / "b.jetgen"), kind="cvae", n_labels=3)
+    missing = tmp_path / "nonexistent" / "dir"
+    runner = CliRunner()
+    for argv in (["sample", bundle, "--out", str(missing / "x.png")],
+                 ["interpolate", bundle, "--from", "seed:1", "--to", "seed:2", "--out", str(missing / "s.png")],
+                 ["bench", bundle, "--md", str(missing / "b.md"), "--tasks", "decode"],
+                 ["selftest", "--report", str(missing / "r.md")]):
+        result = runner.invoke(main, argv)
+        assert result.exit_code == 1, (argv, result.output)
+        assert "Error: Cannot write {}: the directory {} does not exist".format(argv[argv.index(
+            next(a for a in argv if a.startswith(str(missing))))], missing) in result.output, result.output
+        assert not (tmp_path / "nonexistent").exists(), argv
+    ok = runner.invoke(main, ["sample", bundle, "-n", "2", "--out", str(tmp_path / "x.png")])
+    assert ok.exit_code == 0 and (tmp_path / "x.png").is_file(), ok.output

@@ -3,7 +3,7 @@ import click
 
 from jetgen.atomic import atomic_write_json, atomic_write_text
 from jetgen.bench import report, run
-from jetgen.cli.options import key_option
+from jetgen.cli.options import existing_directory, key_option
 from jetgen.cli.output import cell, emit_json, table
 from jetgen.errors import JetgenError
 from jetgen.runtime import backends as runtime_backends
@@ -62,9 +62,9 @@ def format_table(result, verbose=False):
               help="CPU threads for every backend (default: the CPUs this process may use, at most 8).")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--md", "md_path", default=None, help="Write a markdown results file.")
-@click.option("--chart", "chart_path", default=None, help="Write a PNG chart of latency against batch.")
-@click.option("--out-json", "json_path", default=None, help="Write the JSON results to a file.")
+@click.option("--md", "md_path", default=None, callback=existing_directory, help="Write a markdown results file.")
+@click.option("--chart", "chart_path", default=None, callback=existing_directory, help="Write a PNG chart of latency against batch.")
+@click.option("--out-json", "json_path", default=None, callback=existing_directory, help="Write the JSON results to a file.")
 @click.option("--verbose", "-v", is_flag=True,
               help="Print every statistic (min, mean, p90, p99, max, GFLOP/s, vs session, errors) and every note.")
 def bench(bundle, backends, precisions, batch_sizes, sample_batch, complete_batch, complete_steps, tasks, warmup,
