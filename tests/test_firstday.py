@@ -184,3 +184,12 @@ def test_an_output_file_in_a_missing_directory_is_refused_before_any_work_and_no
         assert not (tmp_path / "nonexistent").exists(), argv
     ok = runner.invoke(main, ["sample", bundle, "-n", "2", "--out", str(tmp_path / "x.png")])
     assert ok.exit_code == 0 and (tmp_path / "x.png").is_file(), ok.output
+
+
+def test_only_a_missing_module_becomes_an_install_hint():
+    from jetgen.cli import _missing_module, missing_extra_message
+
+    assert _missing_module(ModuleNotFoundError("No module named 'torch'", name="torch")) == "torch"
+    assert _missing_module(ImportError("cannot import name 'x' from 'torch'", name="torch")) is None
+    assert missing_extra_message("eval", "jetgen.nothing") is None  # a bug, not an install: the traceback stays
+    assert missing_extra_message("sample", "onnxruntime").startswith("`jetgen sample` needs the ort extra")

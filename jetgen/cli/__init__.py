@@ -76,7 +76,11 @@ def missing_extra_message(command, module):
 
 
 def _missing_module(err):
-    return getattr(err, "name", None) or str(err).replace("No module named ", "").strip("'\"")
+    """The module a ModuleNotFoundError says is missing; None for another ImportError (a broken install
+    or a missing name inside a package is not a missing extra)."""
+    if not isinstance(err, ModuleNotFoundError):
+        return None
+    return err.name or str(err).replace("No module named ", "").strip("'\"")
 
 
 class LazyGroup(click.Group):
@@ -99,7 +103,7 @@ class LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            missing = _missing_module(err)
+            missing = _missing_module(err) or getattr(err, "name", None) or str(err)
             raise click.ClickException(missing_extra_message(name, missing) or (
                 "The '{}' command needs {} which is not installed here (see the README's install).".format(
                     name, missing)))
