@@ -154,7 +154,7 @@ def main(argv=None):
         "eval": metrics,
         "training": schedule,
         "check": {"deployable": check.get("deployable"), "exit": check_rc,
-                  "findings": len(check.get("findings", []))},
+                  "findings": len(check.get("findings", [])), "need_action": _needing_action(bundle, check)},
         "completion": {"hidden_half_mse": err, "mean_fill_mse": fill_err, "ratio": err / fill_err if fill_err else None,
                        "label_inference_accuracy": label_acc},
         "bench": [{k: r.get(k) for k in ("task", "backend", "precision", "batch", "p50_ms", "throughput", "vs_torch")}
@@ -187,6 +187,16 @@ def training_line(t):
             "latent size {}{}.".format(t["epochs"], t["batch_size"], t["lr"], t["latent_dim"],
                                        " ({} chosen from the data set's size)".format(
                                            ", ".join(k.replace("_", " ") for k in chosen)) if chosen else ""))
+
+
+def _needing_action(bundle, check):
+    """How many of the check report's findings need action, as `jetgen check` counts them."""
+    from jetgen.cli.check import int64_harmless
+    from jetgen.export.check import needs_action
+
+    findings = check.get("findings", [])
+    int64_ok = bool(findings) and int64_harmless(bundle, check)
+    return sum(1 for f in findings if needs_action(f, int64_ok))
 
 
 def bench_table_lines(rows):
@@ -227,8 +237,10 @@ def write_report(out, s, metrics):
             lines.append("| {} | {} |".format(key, num(v, "{:.3f}") if isinstance(v, float) else v))
     c = s["completion"]
     lines += ["", "## Bundle for Jetson Nano (opset 13, TensorRT 8.2)", "",
-              "`jetgen check --target nano`: deployable = {}, {} findings.".format(s["check"]["deployable"],
-                                                                                  s["check"]["findings"]), "",
+              "`jetgen check --target nano`: deployable = {}, {} findings that need action, {} that need none "
+              "(`jetgen check --verbose` lists them).".format(
+                  s["check"]["deployable"], s["check"]["need_action"],
+                  s["check"]["findings"] - s["check"]["need_action"]), "",
               "## Runtime in a process without torch", "",
               "Completion of the hidden bottom half of 16 test digits: mean squared error {} against {} for the "
               "mean-image fill (ratio {}).".format(num(c["hidden_half_mse"], "{:.4f}"), num(c["mean_fill_mse"], "{:.4f}"),

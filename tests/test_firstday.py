@@ -193,3 +193,13 @@ def test_only_a_missing_module_becomes_an_install_hint():
     assert _missing_module(ImportError("cannot import name 'x' from 'torch'", name="torch")) is None
     assert missing_extra_message("eval", "jetgen.nothing") is None  # a bug, not an install: the traceback stays
     assert missing_extra_message("sample", "onnxruntime").startswith("`jetgen sample` needs the ort extra")
+
+
+def test_demo_counts_check_findings_as_check_does(tmp_path):
+    from jetgen.demo import _needing_action
+
+    bundle, _ = make_bundle(str(tmp_path / "b.jetgen"), kind="cvae", n_labels=3)
+    result = CliRunner().invoke(main, ["check", bundle, "--target", "nano", "--json"])
+    report = json.loads(result.output)
+    text = CliRunner().invoke(main, ["check", bundle, "--target", "nano"]).output
+    assert _needing_action(bundle, report) == len(re.findall(r"^(warning|error) ", text, flags=re.M)) == 1
