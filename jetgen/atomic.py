@@ -362,6 +362,17 @@ def _create_temp_file(directory, name):
     raise FileExistsError(errno.EEXIST, "no free temporary name", os.path.join(directory, name))
 
 
+def require_directory(path):
+    """Refuse to write ``path`` into a directory that does not exist (a mistyped --out must not create
+    directories): JetgenError naming the directory; returns ``path`` when its directory exists. Writers
+    of a command's own output (run directories, a bundle, eval's pictures) still make theirs."""
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(directory):
+        raise JetgenError("Cannot write {}: the directory {} does not exist; create it (mkdir -p {}) or pick "
+                          "another.".format(path, directory, directory))
+    return path
+
+
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` so that ``path`` holds either the old or the new content.
 

@@ -3,6 +3,7 @@ results files both use them), markdown for results files, and a PNG chart."""
 import os
 import tempfile
 
+from jetgen.bench.stats import UNSTABLE_CV
 from jetgen.cells import fmt  # noqa: F401  (re-exported: results files use the one cell format)
 from jetgen.errors import JetgenError
 
@@ -10,9 +11,62 @@ COLUMNS = ("task", "backend", "prec", "batch", "calls", "outliers", "min ms", "m
            "p99 ms", "max ms", "items/s", "GFLOP/s", "% peak", "vs torch", "vs session", "max err", "cond. acc",
            "mJ/item", "status")
 
+# the default text table: what a person reads at a glance (--verbose, --md and --json carry the rest)
+COMPACT_COLUMNS = ("task", "backend", "prec", "batch", "median ms", "items/s", "vs torch", "status")
+UNSTABLE_MARK = "~"  # before a ratio whose row or torch row had unstable timing
+SHORT_REASON = 28  # characters of a skip reason kept in a compact cell
 
-def _times(value):
-    return "{:.2f}x".format(value) if value else "-"
+
+def _times(value, unstable=False):
+    return "{}{:.2f}x".format(UNSTABLE_MARK if unstable else "", value) if value else "-"
+
+
+def _torch_row(result, row):
+    return next((r for r in result["rows"] if r["backend"] == "torch" and r["task"] == row["task"]
+                 and r.get("batch") == row.get("batch") and r["status"] == "ok"), None)
+
+
+def ratio_unstable(result, row):
+    """True when the row's 'vs torch' ratio rests on an unstable timing (its own or torch's)."""
+    ref = _torch_row(result, row)
+    return bool(row.get("unstable") or (ref is not None and ref.get("unstable")))
+
+
+def short_status(row, footnotes):
+    """A compact status cell: 'ok', 'unstable' or 'skipped [n]', with the full reason appended to
+    ``footnotes`` as '[n] backend precision: reason' (one footnote per distinct reason)."""
+    status = row["status"]
+    if status.startswith("skipped: "):
+        why = "{} {}: {}".format(row["backend"], row["precision"], status[len("skipped: "):])
+        if why not in footnotes:
+            footnotes.append(why)
+        return "skipped [{}]".format(footnotes.index(why) + 1)
+    if status == "ok" and row.get("unstable"):
+        return "unstable"
+    return status if len(status) <= SHORT_REASON else status[:SHORT_REASON - 3] + "..."
+
+
+def compact_table_rows(result):
+    """(rows of COMPACT_COLUMNS cells, footnote lines): skipped backends as 'skipped [n]' with the reason in
+    footnote n, ratios from unstable timings marked with UNSTABLE_MARK."""
+    footnotes = []
+    rows = [[r["task"], r["backend"], r["precision"], fmt(r.get("batch")), fmt(r.get("p50_ms")),
+             fmt(r.get("throughput")), _times(r.get("vs_torch"), ratio_unstable(result, r)),
+             short_status(r, footnotes)] for r in result["rows"]]
+    lines = ["[{}] {}".format(i + 1, why) for i, why in enumerate(footnotes)]
+    unstable = [r for r in result["rows"] if r["status"] == "ok" and r.get("unstable")]
+    if unstable:
+        lines.append("{} {} unstable timing (spread over {:.0%} of the mean; this machine was busy): a ratio marked "
+                     "{} rests on it and is no headline; --verbose shows the spreads.".format(
+                         len(unstable), "row had" if len(unstable) == 1 else "rows had", UNSTABLE_CV,
+                         UNSTABLE_MARK))
+    return rows, lines
+
+
+def folded_notes(notes):
+    """The notes a compact table still prints: the per-row 'unstable timing for ...' notes are left out
+    (compact_table_rows counts them in one line)."""
+    return [n for n in notes if not n.startswith("unstable timing for ")]
 
 
 def quality_of(result, row):
@@ -22,8 +76,9 @@ def quality_of(result, row):
 
 
 def row_cells(result, row):
-    """The cells of one row, in COLUMNS order. 'vs torch' > 1: faster than torch; 'vs session' > 1:
-    slower than the bare ONNX Runtime session by that factor."""
+    """The cells of one row, in COLUMNS order. 'vs torch' > 1: faster than torch (marked UNSTABLE_MARK
+    when either timing was unstable); 'vs session' > 1: slower than the bare ONNX Runtime session by that
+    factor."""
     q = quality_of(result, row)
     p99 = row.get("p99_ms")
     if p99 is None and row.get("iterations"):
@@ -32,7 +87,7 @@ def row_cells(result, row):
     return [row["task"], row["backend"], row["precision"], fmt(row.get("batch")), fmt(row.get("iterations")),
             fmt(row.get("outliers")), fmt(row.get("min_ms")), fmt(row.get("p50_ms")), fmt(row.get("mean_ms")),
             fmt(row.get("p90_ms")), fmt(p99), fmt(row.get("max_ms")), fmt(row.get("throughput")),
-            fmt(row.get("gflops")), fmt(row.get("pct_peak")), _times(row.get("vs_torch")),
+            fmt(row.get("gflops")), fmt(row.get("pct_peak")), _times(row.get("vs_torch"), ratio_unstable(result, row)),
             _times(row.get("vs_session")), "{:.1e}".format(q["max_abs"]) if q.get("max_abs") is not None else "-",
             "{:.1%}".format(acc) if acc is not None else "-", fmt(row.get("mj_per_item")), row["status"]]
 

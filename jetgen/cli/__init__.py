@@ -34,6 +34,55 @@ COMMANDS = {
 }
 
 
+# command -> the extras it needs beyond the core package (pip install 'jetgen[EXTRA,...]'); a command not
+# listed runs on the core package plus a backend (the `ort` extra, or TensorRT on a board)
+COMMAND_EXTRAS = {
+    "train": ("train",),
+    "eval": ("train",),
+    "export": ("train", "export"),
+    "check": ("export",),
+    "verify": ("ort",),
+    "bench": ("ort",),
+    "sample": ("ort",),
+    "interpolate": ("ort",),
+    "complete": ("ort",),
+    "serve": ("ort",),
+}
+# top-level module -> the extra that installs it (the desktop-only ones and the runtime backend)
+MODULE_EXTRA = {"torch": "train", "torchvision": "train", "sklearn": "train", "matplotlib": "train", "PIL": "train",
+                "safetensors": "train", "tqdm": "train", "trimesh": "train", "scipy": "train",
+                "onnx": "export", "onnxscript": "export", "onnxslim": "export", "onnxconverter_common": "export",
+                "onnxruntime": "ort"}
+# torch is installed first and pinned: a bare `pip install torch` on Linux pulls a multi-GB CUDA build
+TORCH_CPU_INSTALL = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+
+
+def missing_extra_message(command, module):
+    """One sentence for ``jetgen COMMAND`` failing to import ``module``: the extra to install and how, or
+    None when ``module`` is not one an extra provides (then the ImportError is a bug, not an install)."""
+    top = (module or "").split(".")[0]
+    extra = MODULE_EXTRA.get(top)
+    if extra is None:
+        return None
+    extras = sorted(set(COMMAND_EXTRAS.get(command, ())) | {extra})
+    text = "`jetgen {}` needs the {} extra{} ({} is not installed here): pip install 'jetgen[{}]'".format(
+        command, " and ".join(extras), "s" if len(extras) > 1 else "", top, ",".join(extras))
+    if "train" in extras:
+        text += (" after CPU torch ({}; on a CUDA machine the CUDA wheel for your driver from "
+                 "https://pytorch.org/get-started/locally/ instead)".format(TORCH_CPU_INSTALL))
+    if extra == "ort":
+        text += " (on a Jetson, NVIDIA's onnxruntime-gpu wheel: see jetson/README.md)"
+    return text + "."
+
+
+def _missing_module(err):
+    """The module a ModuleNotFoundError says is missing; None for another ImportError (a broken install
+    or a missing name inside a package is not a missing extra)."""
+    if not isinstance(err, ModuleNotFoundError):
+        return None
+    return err.name or str(err).replace("No module named ", "").strip("'\"")
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
 
@@ -54,10 +103,10 @@ class LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            missing = getattr(err, "name", None) or str(err)
-            raise click.ClickException(
-                "The '{}' command needs {} which is not installed here; install the extra "
-                "that provides it (see the README).".format(name, missing))
+            missing = _missing_module(err) or getattr(err, "name", None) or str(err)
+            raise click.ClickException(missing_extra_message(name, missing) or (
+                "The '{}' command needs {} which is not installed here (see the README's install).".format(
+                    name, missing)))
         return getattr(module, attr)
 
     def invoke(self, ctx):
@@ -65,6 +114,12 @@ class LazyGroup(click.Group):
             return super(LazyGroup, self).invoke(ctx)
         except JetgenError as err:
             click.echo("Error: {}".format(err), err=True)
+            sys.exit(1)
+        except ImportError as err:  # a command importing a desktop-only module when it runs (eval, export)
+            message = missing_extra_message(ctx.invoked_subcommand, _missing_module(err))
+            if message is None:
+                raise
+            click.echo("Error: {}".format(message), err=True)
             sys.exit(1)
         except OSError as err:  # a full disk that no writer turned into its own sentence
             from jetgen.atomic import disk_full_error, is_disk_full

@@ -3,7 +3,7 @@ import click
 
 from jetgen.atomic import atomic_write_json, atomic_write_text
 from jetgen.bench import report, run
-from jetgen.cli.options import key_option
+from jetgen.cli.options import existing_directory, key_option
 from jetgen.cli.output import cell, emit_json, table
 from jetgen.errors import JetgenError
 from jetgen.runtime import backends as runtime_backends
@@ -28,9 +28,13 @@ def _csv_ints(text, what):
     return values
 
 
-def format_table(result):
-    """A plain-text table, one row per measurement (the columns of jetgen.bench.report)."""
-    return table(report.COLUMNS, [report.row_cells(result, r) for r in result["rows"]])
+def format_table(result, verbose=False):
+    """A plain-text table, one row per measurement: the compact columns with the skip reasons and the
+    unstable-timing count below it, or (``verbose``) every column of jetgen.bench.report."""
+    if verbose:
+        return table(report.COLUMNS, [report.row_cells(result, r) for r in result["rows"]])
+    rows, footnotes = report.compact_table_rows(result)
+    return "\n".join([table(report.COMPACT_COLUMNS, rows)] + footnotes)
 
 
 @click.command("bench")
@@ -58,12 +62,14 @@ def format_table(result):
               help="CPU threads for every backend (default: the CPUs this process may use, at most 8).")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--md", "md_path", default=None, help="Write a markdown results file.")
-@click.option("--chart", "chart_path", default=None, help="Write a PNG chart of latency against batch.")
-@click.option("--out-json", "json_path", default=None, help="Write the JSON results to a file.")
+@click.option("--md", "md_path", default=None, callback=existing_directory, help="Write a markdown results file.")
+@click.option("--chart", "chart_path", default=None, callback=existing_directory, help="Write a PNG chart of latency against batch.")
+@click.option("--out-json", "json_path", default=None, callback=existing_directory, help="Write the JSON results to a file.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Print every statistic (min, mean, p90, p99, max, GFLOP/s, vs session, errors) and every note.")
 def bench(bundle, backends, precisions, batch_sizes, sample_batch, complete_batch, complete_steps, tasks, warmup,
           min_time, max_iters, complete_min_time, order, no_peak, run_dir, threads, no_memory, as_json, md_path,
-          chart_path, json_path):
+          chart_path, json_path, verbose):
     """Benchmark BUNDLE: latency, throughput, quality and memory per backend, each in its own process.
 
     Exits non-zero when nothing asked for could run here (e.g. --backend trt without TensorRT)."""
@@ -88,10 +94,10 @@ def bench(bundle, backends, precisions, batch_sizes, sample_batch, complete_batc
         return
     for line in report.protocol_lines(result):
         click.echo(line)
-    click.echo(format_table(result))
+    click.echo(format_table(result, verbose))
     mem = result["memory"]
     if mem:
         click.echo("peak memory: jetgen sample {} MB, import torch {} MB".format(
             cell(mem.get("jetgen_sample_mb")), cell(mem.get("import_torch_mb"))))
-    for note in result["notes"]:
+    for note in (result["notes"] if verbose else report.folded_notes(result["notes"])):
         click.echo("note: " + note)

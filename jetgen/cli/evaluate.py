@@ -8,7 +8,7 @@ import click
 
 # keys printed by --json, in this order, when they apply to the model kind
 JSON_KEYS = ("model", "latent_dim", "family", "likelihood", "neg_elbo", "recon", "kl", "iwae_nll",
-             "active_units", "baseline_nll", "cond_accuracy", "classifier_accuracy", "recon_before",
+             "active_units", "kl_active_units", "baseline_nll", "cond_accuracy", "classifier_accuracy", "recon_before",
              "recon_after", "recon_metric", "kl_per_dim", "cond_accuracy_per_label", "iw_samples",
              "test_images", "epoch", "data", "variant", "test_shapes", "test_shapes_in_split", "chamfer_x1000",
              "chamfer_over_oracle", "reconstruction", "generation", "mixture_source", "init_from", "eval_grid",
@@ -25,7 +25,7 @@ TABLE_ROWS = (
     ("kl", "  KL part", "{:.2f}"),
     ("iwae_nll", "IWAE NLL, k={iw_samples} (nats/image)", "{:.2f}"),
     ("baseline_nll", "per-pixel baseline NLL (nats/image)", "{:.2f}"),
-    ("active_units", "active units (Cov > 0.01)", "{} of {latent_dim}"),
+    ("active_units", "active units (Cov_x E_q[z_u|x] > 0.01)", "{} of {latent_dim}"),
     ("recon_before", "recon error before inference ({recon_metric})", "{:.2f}"),
     ("recon_after", "recon error after {inference_steps} steps", "{:.2f}"),
     ("cond_accuracy", "samples classified as their label", "{:.1%}"),
@@ -62,9 +62,12 @@ def evaluate(run, as_json, iw_samples, no_pictures, out_dir, seed, steps, max_sh
             result = evaluate_run(run, iw_samples=iw_samples, pictures=not no_pictures, out_dir=out_dir, seed=seed,
                                   inference_steps=INFERENCE_STEPS if steps is None else steps,
                                   progress=None if quiet else report_phase, max_shapes=max_shapes)
-        except KeyboardInterrupt:
+        except BaseException as err:
+            end_phase_line("interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+            if not isinstance(err, KeyboardInterrupt):
+                raise
             signum = caught[0] if caught else signal.SIGINT
-            click.echo("\neval: interrupted by {}; no numbers were written (eval.json is written last, whole)."
+            click.echo("eval: interrupted by {}; no numbers were written (eval.json is written last, whole)."
                        .format(signal.Signals(signum).name), err=True)
             sys.exit(128 + signum)  # 130 after Ctrl-C, 143 after SIGTERM
     if as_json:
@@ -95,12 +98,41 @@ def stopped_by_signals():
             signal.signal(signum, handler)
 
 
+_PHASE_OPEN = []  # holds True while a phase's stderr line waits for its time
+
+
 def report_phase(name, seconds):
     """One stderr line per phase: its name when it starts, its time when it ends."""
     if seconds is None:
         click.echo("eval: {} ...".format(name), err=True, nl=False)
+        _PHASE_OPEN[:] = [True]
     else:
         click.echo(" {:.1f} s".format(seconds), err=True)
+        del _PHASE_OPEN[:]
+
+
+def end_phase_line(word="failed"):
+    """End a phase line left open by a failure, so the error that follows stands on its own line."""
+    if _PHASE_OPEN:
+        click.echo(" " + word, err=True)
+        del _PHASE_OPEN[:]
+
+
+def kl_rows(result):
+    """The KL-per-dimension rows: the values (3 significant digits, so 0.009 is not shown as 0.01), the
+    units above the KL threshold, and the units the variance criterion calls active that carry less KL."""
+    from jetgen.train.metrics import ACTIVE_THRESHOLD, KL_ACTIVE_THRESHOLD
+
+    kl = result["kl_per_dim"]
+    carrying = [u for u, v in enumerate(kl) if v > KL_ACTIVE_THRESHOLD]
+    by_variance = [u for u, v in enumerate(result.get("latent_variance") or ()) if v > ACTIVE_THRESHOLD]
+    rows = [("KL per dimension (nats)", " ".join("{:.3g}".format(v) for v in kl)),
+            ("units carrying KL > {:g} nats".format(KL_ACTIVE_THRESHOLD), "{} of {}".format(len(carrying), len(kl)))]
+    near = [u for u in by_variance if u not in carrying]
+    if near:
+        rows.append(("  active by Cov but KL <= {:g}".format(KL_ACTIVE_THRESHOLD), "{} (near collapse: {})".format(
+            ", ".join("dim {}".format(u) for u in near), ", ".join("KL {:.3g}".format(kl[u]) for u in near))))
+    return rows
 
 
 def format_table(result):
@@ -117,7 +149,7 @@ def format_table(result):
         if key in result:
             rows.append((label.format(**result), fmt.format(result[key], **result)))
     if "kl_per_dim" in result:
-        rows.append(("KL per dimension", " ".join("{:.2f}".format(v) for v in result["kl_per_dim"])))
+        rows += kl_rows(result)
     width = max(len(r[0]) for r in rows)
     lines += ["  {}  {}".format(label.ljust(width), value) for label, value in rows]
     if result.get("pictures"):

@@ -107,7 +107,7 @@ def export(run, as_json, spec_path, sign_key, **options):
     if report is not None:
         from jetgen.export.check import verdict
 
-        click.echo("Check: " + (verdict(report) if "findings" in report else report.get("error", "")))
+        click.echo("Check: " + (verdict(report, int64_ok) if "findings" in report else report.get("error", "")))
 
 
 def _export(run, spec_path, options, log):

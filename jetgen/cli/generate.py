@@ -15,7 +15,7 @@ import numpy as np
 
 from jetgen import modalities
 from jetgen.cli.options import (backend_options, check_out, draw_seed, label_indices, label_options, open_model,
-                                out_option, parse_labels, row_labels)
+                                existing_directory, out_option, parse_labels, row_labels)
 from jetgen.cli.output import emit_json
 from jetgen.errors import JetgenError
 from jetgen.modalities.image.codec import (GRID_COLUMNS, MASK_REGIONS, completion_sheet, load_images, load_mask,
@@ -223,7 +223,7 @@ def interpolate(bundle, start, end, frames, steps_alias, mode, label, labels_tex
               help="Seed of --init random [default: a fresh one, printed].")
 @out_option("a PNG sheet (rows: masked, completed, original) or a .npy array of the completed inputs "
             "(n, C, H, W); 3D: the completed mesh (.obj, .ply), cloud (.npy, .xyz) or a .png render.")
-@click.option("--png", "png_path", default=None, type=click.Path(),
+@click.option("--png", "png_path", default=None, type=click.Path(), callback=existing_directory,
               help="3D: also write a PNG sheet of the partial cloud beside the completed shape.")
 @modality_complete_options
 @backend_options

@@ -137,9 +137,19 @@ def row_labels(model, labels):
     return rows
 
 
+def existing_directory(ctx, param, value):
+    """Click callback for an output FILE option: refuse (before any work) a file whose directory does
+    not exist, with the sentence of jetgen.atomic.require_directory; None passes."""
+    if value is None:
+        return value
+    from jetgen.atomic import require_directory
+
+    return require_directory(value)
+
+
 def out_option(what):
-    """-o/--out FILE, the file a command writes; ``what`` says which kinds of file."""
-    return click.option("--out", "-o", required=True, type=click.Path(), metavar="FILE",
+    """-o/--out FILE, the file a command writes (its directory must exist); ``what`` says which kinds."""
+    return click.option("--out", "-o", required=True, type=click.Path(), metavar="FILE", callback=existing_directory,
                         help="File to write: " + what)
 
 

@@ -6,6 +6,7 @@ import sys
 import click
 
 from jetgen.atomic import atomic_write_text
+from jetgen.cli.options import existing_directory
 
 
 def default_workdir():
@@ -16,6 +17,7 @@ def default_workdir():
 
 @click.command("selftest")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default="jetgen-selftest.md",
+              callback=existing_directory,
               show_default=True, help="Markdown report to write (paste it into an issue).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where the tiny bundle and its TensorRT engines are kept [default: $JETGEN_CACHE/selftest "

@@ -689,11 +689,47 @@ def format_table(report):
     return "\n".join(lines)
 
 
-def verdict(report):
-    """One line: deployable or not, with the counts."""
-    counts = dict((s, sum(1 for f in report["findings"] if f["severity"] == s)) for s in ("error", "warning"))
+def is_int64_tensor_warning(f):
+    """True for the warning about INT64 tensors inside a graph (not at its interface, which is an error)."""
+    return f["severity"] == "warning" and "INT64 tensors" in f["where"]
+
+
+def needs_action(f, int64_ok=False):
+    """True for a finding a person must act on or look at: every error and warning, except the INT64-tensor
+    warning when ``int64_ok`` (every INT64 constant of the graphs fits in 32 bits, so the cast is harmless).
+    Info findings never need action."""
+    if f["severity"] == "info":
+        return False
+    return not (int64_ok and is_int64_tensor_warning(f))
+
+
+def verdict(report, int64_ok=False):
+    """One line: deployable or not, with the counts of errors and warnings that need action and of the
+    findings that need none (``int64_ok``: see ``needs_action``)."""
+    act = [f for f in report["findings"] if needs_action(f, int64_ok)]
+    counts = dict((s, sum(1 for f in act if f["severity"] == s)) for s in ("error", "warning"))
+    quiet = len(report["findings"]) - len(act)
     row = get_target(report["target"])
     plural = lambda n, w: "{} {}{}".format(n, w, "" if n == 1 else "s")
-    return "{} on {} ({}, TensorRT {}): {}, {}.".format(
+    return "{} on {} ({}, TensorRT {}): {}, {}{}.".format(
         "Deployable" if report["deployable"] else "NOT deployable", row["name"], row["board"],
-        row["tensorrt"], plural(counts["error"], "error"), plural(counts["warning"], "warning"))
+        row["tensorrt"], plural(counts["error"], "error"), plural(counts["warning"], "warning"),
+        "; {} that need no action".format(plural(quiet, "finding")) if quiet else "")
+
+
+def format_report(report, verbose=False, int64_ok=False):
+    """The report for people: the verdict first, then the findings that need action as a table; the
+    findings that need none (info, harmless INT64 with ``int64_ok``) are a count unless ``verbose``."""
+    act = [f for f in report["findings"] if needs_action(f, int64_ok)]
+    quiet = [f for f in report["findings"] if not needs_action(f, int64_ok)]
+    lines = [verdict(report, int64_ok)]
+    if act:
+        lines += ["", format_table({"findings": act})]
+    if quiet and verbose:
+        lines += ["", "Need no action ({}):".format(len(quiet)), format_table({"findings": quiet})]
+    elif quiet:
+        lines += ["", "{} finding{} need{} no action (versions, batch profiles, memory estimate{}); "
+                      "--verbose shows them.".format(len(quiet), "" if len(quiet) == 1 else "s",
+                                                     "s" if len(quiet) == 1 else "",
+                                                     ", INT64 tensors that fit in 32 bits" if int64_ok else "")]
+    return "\n".join(lines)

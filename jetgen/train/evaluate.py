@@ -195,6 +195,8 @@ def _numbers(run, data, options, result, phase):
         result["iwae_nll"] = phase("IWAE NLL, k={}".format(options["iw_samples"]), metrics.iwae_nll, model, x, y,
                                    params=params, k=options["iw_samples"], seed=seed)
     result["active_units"], result["latent_variance"] = metrics.active_units(means)
+    if "kl_per_dim" in result:  # the same question asked of the KL that latent_stats.png shows
+        result["kl_active_units"] = metrics.kl_active_units(result["kl_per_dim"])[0]
     if model.conditional:
         acc, clf_acc, per_label = phase("conditional accuracy (a classifier fitted to the training split)",
                                         metrics.conditional_accuracy, model, data.train_x, data.train_y, x, labels,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 
 ACTIVE_THRESHOLD = 0.01
+KL_ACTIVE_THRESHOLD = 0.01  # nats: a unit carrying less KL than this is called collapsed next to the Burda count
 
 
 def _batches(n, size):
@@ -109,6 +110,13 @@ def active_units(means, threshold=ACTIVE_THRESHOLD):
         raise ValueError("active units need at least 2 examples")
     var = means.var(0, unbiased=True)
     return int((var > threshold).sum()), [float(v) for v in var]
+
+
+def kl_active_units(kl_per_dim, threshold=KL_ACTIVE_THRESHOLD):
+    """(count, dimensions) of the units whose KL(q(z_u|x) || p(z_u)), averaged over the data, exceeds
+    ``threshold`` nats: the per-dimension KL that latent_stats.png shows; a collapsed unit carries ~0."""
+    dims = [u for u, v in enumerate(kl_per_dim) if v > threshold]
+    return len(dims), dims
 
 
 def baseline_nll(train_x, test_x, likelihood="bernoulli", sigma=0.1, clamp=1e-3):
