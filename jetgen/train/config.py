@@ -236,6 +236,12 @@ def _validate_shape_schedule(o, where):
         raise JetgenError("augment must be true, false or null, got {!r} ({}).".format(o["augment"], where))
 
 
+def run_modality(config):
+    """The modality of a run's (checked) options or config.json: its stored ``modality``, or for a run
+    trained before that key was stored, the one its model kind implies."""
+    return config.get("modality") or spec.kind_modality(config["model"])
+
+
 def check_stored(config, path):
     """Validate a config read from ``path`` (config.json): every option by the same rules as the command
     line, and the data-derived keys a model is built from. Returns it with defaults filled in."""
@@ -243,8 +249,12 @@ def check_stored(config, path):
         raise JetgenError("{} does not hold a run configuration.".format(path))
     opts = dict(DEFAULTS, **config)
     validate(opts, path)
+    if "modality" in opts and opts["modality"] != spec.kind_modality(opts["model"]):
+        raise JetgenError("{} says modality {!r} but its model {} belongs to the {} modality; it was edited by "
+                          "hand: remove the modality key or train a new run.".format(
+                              path, opts["modality"], opts["model"], spec.kind_modality(opts["model"])))
     shape = opts.get("image_shape")
-    rank = modalities.part(spec.kind_modality(opts["model"]), "train").EXAMPLE_RANK  # (points, 3), (C, H, W)
+    rank = modalities.part(run_modality(opts), "train").EXAMPLE_RANK  # (points, 3), (C, H, W)
     if not (isinstance(shape, list) and len(shape) == rank and all(_is_int(s) and s > 0 for s in shape)):
         raise JetgenError("{} lacks a valid image_shape ({} positive whole numbers); it was not written by "
                           "`jetgen train`.".format(path, rank))

@@ -151,7 +151,8 @@ def _load_data(opts, run_dir, resuming, world):
                                   opts["image_shape"]))
     else:
         chosen = _fill_schedule(opts, data, world)
-        opts.update(image_shape=list(data.image_shape), classes=data.classes, num_train=len(data.train_x),
+        opts.update(modality=spec.kind_modality(opts["model"]), image_shape=list(data.image_shape),
+                    classes=data.classes, num_train=len(data.train_x),
                     num_classes=data.num_classes if kind_class(opts["model"]).labelled else 0,
                     jetgen_version=__version__, torch_version=torch.__version__, run_id=uuid.uuid4().hex)
         if opts["data_dir"]:
@@ -485,7 +486,7 @@ def _kept(run_dir):
 
 def _half(opts):
     """The training part of the run's modality (jetgen/modalities/<modality>/train.py)."""
-    return modalities.part(spec.kind_modality(opts["model"]), "train")
+    return modalities.part(run_config.run_modality(opts), "train")
 
 
 def _new_accumulators():
