@@ -271,7 +271,7 @@ def test_bad_input_is_one_sentence(tmp_path):
 def test_labels_out_of_range(tmp_path, monkeypatch):
     import jetgen.train.trainer as trainer_module
 
-    real = trainer_module.load_dataset
+    real = trainer_module.load_for_run  # every modality's data comes through it
 
     def bad_labels(*args, **kwargs):
         data = real(*args, **kwargs)
@@ -279,7 +279,7 @@ def test_labels_out_of_range(tmp_path, monkeypatch):
         data.train_y[5] = 11
         return data
 
-    monkeypatch.setattr(trainer_module, "load_dataset", bad_labels)
+    monkeypatch.setattr(trainer_module, "load_for_run", bad_labels)
     with pytest.raises(JetgenError, match="label 11, out of range"):
         train(dict(FAST, model="cvae", out=str(tmp_path / "r")))
     assert not os.path.exists(str(tmp_path / "r"))
