@@ -271,7 +271,7 @@ def test_bad_input_is_one_sentence(tmp_path):
 def test_labels_out_of_range(tmp_path, monkeypatch):
     import jetgen.train.trainer as trainer_module
 
-    real = trainer_module.load_dataset
+    real = trainer_module.load_for_run  # every modality's data comes through it
 
     def bad_labels(*args, **kwargs):
         data = real(*args, **kwargs)
@@ -279,7 +279,7 @@ def test_labels_out_of_range(tmp_path, monkeypatch):
         data.train_y[5] = 11
         return data
 
-    monkeypatch.setattr(trainer_module, "load_dataset", bad_labels)
+    monkeypatch.setattr(trainer_module, "load_for_run", bad_labels)
     with pytest.raises(JetgenError, match="label 11, out of range"):
         train(dict(FAST, model="cvae", out=str(tmp_path / "r")))
     assert not os.path.exists(str(tmp_path / "r"))
@@ -296,6 +296,34 @@ def test_resume_refuses_other_format_version(tmp_path):
     result = cli("train", "--resume", out, "--epochs", "2")
     assert result.exit_code == 1 and "format version 99" in result.output
     assert rundir.read_meta(out)["epoch"] == 1
+
+
+def test_config_records_the_modality_and_old_runs_read_by_kind(tmp_path):
+    from jetgen.train.config import run_modality
+
+    out = train(dict(FAST, epochs=1, out=str(tmp_path / "run")))
+    path, meta_path = os.path.join(out, "config.json"), os.path.join(out, "checkpoint", "meta.json")
+    with open(path) as handle:
+        config = json.load(handle)
+    assert config["modality"] == "image"
+    # a run trained before config.json stored its modality (its checkpoint's digest covers the file without it)
+    del config["modality"]
+    with open(path, "w") as handle:
+        json.dump(config, handle)
+    with open(meta_path) as handle:
+        meta = json.load(handle)
+    with open(meta_path, "w") as handle:
+        json.dump(dict(meta, config_sha256=rundir.config_digest(out)), handle)
+    assert "modality" not in rundir.read_config(out) and run_modality(rundir.read_config(out)) == "image"
+    assert rundir.load_run(out).model.kind == "vae"
+    result = cli("train", "--resume", out, "--epochs", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert rundir.read_meta(out)["epoch"] == 2
+    # a modality that contradicts the model kind is a hand edit, refused with a sentence
+    with open(path, "w") as handle:
+        json.dump(dict(config, modality="points"), handle)
+    result = cli("train", "--resume", out, "--epochs", "3")
+    assert result.exit_code == 1 and "says modality 'points' but its model vae belongs to the image modality" in result.output
 
 
 def test_idx_data_through_the_cli(tiny_idx_dir, tmp_path):

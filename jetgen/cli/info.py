@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from jetgen.cli.options import key_option
+from jetgen import modalities
 from jetgen.cli.output import emit_json, human_size, key_values, printable, table
 from jetgen.errors import JetgenError
 from jetgen.runtime.bundle import describe
@@ -50,7 +51,7 @@ def model_lines(info):
         ("model", "{} {}, latent size {}, output {} in {}".format(
             info["kind"], info["arch"] or "", info["latent_dim"], "x".join(map(str, out["shape"])), out["range"])),
         ("prior", _prior_line(info["prior"])),
-    ] + _points_lines(info.get("points")) + [
+    ] + _modality_lines(info) + [
         ("labels", ", ".join(info["labels"]) if info["conditional"] else "none (unconditional)"),
         ("likelihood", info["likelihood"].get("name")),
         ("precision", info["precision"]),
@@ -65,16 +66,10 @@ def _prior_line(prior):
     return "{}: {}".format(prior["family"], ", ".join("{} {}".format(k, _spread(v)) for k, v in sorted(params.items())))
 
 
-def _points_lines(points):
-    """The 3D lines of a point-cloud bundle (none for images)."""
-    if not points:
-        return []
-    return [("3D", "{} patches of a {}x{} grid: {} points and {} faces ({}) per shape".format(
-                points["patches"], points["grid"], points["grid"], points["patches"] * points["grid"] ** 2,
-                points["faces"]["count"], points["faces"]["file"])),
-            ("3D inputs", "encoder reads {} points, completion {} observed points; loss_scale {:g}, prior_weight "
-                          "{:g}".format(points["encoder_points"], points["target_points"], points["loss_scale"],
-                                        points["prior_weight"]))]
+def _modality_lines(info):
+    """The lines of the bundle's own modality settings (its CLI part's ``info_lines``; none for images)."""
+    half = modalities.part(info["modality"], "cli")
+    return half.info_lines(info) if half is not None else []
 
 
 def graph_table(info):

@@ -6,14 +6,14 @@ import click
 from jetgen.models import MODEL_KINDS, kind_class
 from jetgen.models.families import FAMILIES
 from jetgen.models.likelihoods import LIKELIHOODS
-from jetgen.train.config import DEFAULTS, DEVICES, KIND_DEFAULTS
-from jetgen.train.data import DATASETS, SHAPE_DATASETS
+from jetgen import modalities
+from jetgen.train.config import DEFAULTS, DEVICES
 from jetgen.train.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 _KINDS = [kind_class(k) for k in MODEL_KINDS]
 _ARCH_CHOICES = sorted({a for cls in _KINDS for a in cls.archs})
 _AUTO = "chosen from the data set's size; the first log line says what and why"
-_IMG, _3D = KIND_DEFAULTS["image"], KIND_DEFAULTS["atlasnet"]
+_IMG, _3D = modalities.part("image", "train").DEFAULTS, modalities.part("points", "train").DEFAULTS
 
 
 def _by_kind(key, image=None):
@@ -24,7 +24,7 @@ def _by_kind(key, image=None):
 
 @click.command("train")
 @click.argument("model", type=click.Choice(MODEL_KINDS), required=False, metavar="[MODEL]")
-@click.option("--data", type=click.Choice(DATASETS + SHAPE_DATASETS), default=None,
+@click.option("--data", type=click.Choice(modalities.datasets()), default=None,
               help="Data set {}.".format(_by_kind("data")))
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Directory with the IDX files (mnist, fashion-mnist, kmnist) or class folders (folder, meshes, "

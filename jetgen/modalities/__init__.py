@@ -11,8 +11,8 @@ CLI, bench, export) look a part up here and call it:
 Each modality's folder holds files of the same names: ``codec.py`` (its data I/O), ``model.py`` (its
 runtime model class), ``serve.py`` (its half of the JSON API), ``cli.py`` (its input and output handling
 in ``jetgen sample/complete/...``), ``bench.py`` (its bench inputs): device side, numpy and the standard
-library, Python 3.6; and ``export.py`` (its export settings, example inputs and feeds): desktop side,
-torch. A new modality is its folder, one row here and its name in ``jetgen.spec.MODALITIES``.
+library, Python 3.6; and ``export.py`` (its export settings, example inputs and feeds) and ``train.py`` (its
+data sets, options and training hooks, asked by jetgen.train instead of "is this 3D"): desktop side, torch. A new modality is its folder, one row here and its name in ``jetgen.spec.MODALITIES``.
 Python 3.6 compatible, standard library only.
 """
 import importlib
@@ -31,6 +31,7 @@ MODALITIES = {
         "cli": None,
         "bench": None,
         "export": None,
+        "train": "jetgen.modalities.image.train",
     },
     "points": {
         "codec": "jetgen.modalities.points.codec",
@@ -39,9 +40,10 @@ MODALITIES = {
         "cli": "jetgen.modalities.points.cli",
         "bench": "jetgen.modalities.points.bench",
         "export": "jetgen.modalities.points.export",
+        "train": "jetgen.modalities.points.train",
     },
 }
-DESKTOP_LAYERS = ("export",)  # parts that import torch; every other part runs on the device
+DESKTOP_LAYERS = ("export", "train")  # parts that import torch; every other part runs on the device
 
 
 def names():
@@ -67,6 +69,20 @@ def part(modality, layer):
 def of_kind(kind):
     """The modality of a model kind (jetgen.spec.kind_modality)."""
     return spec.kind_modality(kind)
+
+
+def of_data(name):
+    """The modality whose training part loads the data set ``name`` (``--data``), or None for an unknown name.
+    Imports the training parts (desktop side, torch)."""
+    for modality in names():
+        if name in part(modality, "train").DATASETS:
+            return modality
+    return None
+
+
+def datasets():
+    """Every ``--data`` name of every modality's training part, in modality order (desktop side, torch)."""
+    return tuple(name for modality in names() for name in part(modality, "train").DATASETS)
 
 
 def of_model(model):

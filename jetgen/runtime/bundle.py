@@ -169,7 +169,8 @@ def describe(path):
         "arch": model.get("arch"),
         "latent_dim": model["latent_dim"], "prior": model["prior"], "conditional": model["conditional"],
         "labels": model["labels"], "output": model["output"], "likelihood": model["likelihood"],
-        "points": model.get("points"),
+        # each modality's own settings section (model.points), None for a bundle of another modality
+        **{row["section"]: model.get(row["section"]) for row in spec.MODALITIES.values() if row["section"]},
         "precision": man.get("precision"), "graphs": graphs, "target": man.get("target"),
         "provenance": man.get("provenance"), "versions": man.get("versions"), "quality": man.get("quality"),
         "engines": bundle.engine_files(),

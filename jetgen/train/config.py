@@ -7,10 +7,10 @@ foreign run directory is refused with a sentence instead of failing later. ``Non
 """
 import math
 
+from jetgen import modalities, spec
 from jetgen.errors import JetgenError
 from jetgen.models import MODEL_KINDS, kind_class
 from jetgen.models.likelihoods import LIKELIHOODS
-from jetgen.train.data import DATASETS, SHAPE_DATASETS
 from jetgen.train.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 DEFAULTS = {
@@ -37,15 +37,9 @@ DEFAULT_LATENT_DIM = {"mlp": 10, "conv": 32, "dcgan": 32, "atlasnet": 128}
 # defaults that depend on the kind of model (None in DEFAULTS): the image kinds share one set. The
 # atlasnet schedule (epochs, batch, lr, passes) is chosen from the data set's size
 # (jetgen.train.shape_training.fill_shape_schedule, measured in docs/shapes.md).
-KIND_DEFAULTS = {
-    "image": {"data": "digits", "hidden": [500], "beta": 1.0, "lr_schedule": "constant"},
-    "atlasnet": {"data": "shapes", "hidden": 256, "beta": 0.01, "lr_schedule": "one-cycle"},
-}
-# options that only one side uses: given with the other side (a value other than the default) they are refused
-SHAPE_ONLY = ("variant", "patches", "grid", "layers", "train_points", "encoder_points", "points", "shape_classes",
-              "shapes_per_class", "test_shapes_per_class", "init_from", "passes", "augment")
-IMAGE_ONLY = ("image_size", "channels", "family", "likelihood", "sigma", "code_reg", "latent_lr", "download")
-SHAPE_KINDS = ("atlasnet",)
+# per-modality defaults (DEFAULTS) and options that only one modality's models take (OPTIONS: given with
+# another modality's model, a value other than the default, they are refused) live in each modality's train
+# part (jetgen/modalities/<modality>/train.py)
 RUN_ONLY_KEYS = ("out", "force")  # how to run, not what the run is: not stored in config.json
 DEVICES = ("auto", "cpu", "cuda")
 # keys train() adds from the data; a stored config must have them
@@ -126,26 +120,25 @@ def validate(o, where="the options"):
                 flag(key), o[key], where, ", ".join(allowed)))
 
     choice("model", MODEL_KINDS)
-    shape_kind = o["model"] in SHAPE_KINDS
-    _check_sides(o, shape_kind, where)
-    for key, value in KIND_DEFAULTS["atlasnet" if shape_kind else "image"].items():
+    modality = spec.kind_modality(o["model"])
+    half = modalities.part(modality, "train")
+    _check_sides(o, modality, where)
+    for key, value in half.DEFAULTS.items():
         if o[key] is None:
             o[key] = value
     cls = kind_class(o["model"])
-    if shape_kind and o["arch"] not in (None,) + cls.archs:
+    if not half.TAKES_ARCH and o["arch"] not in (None,) + cls.archs:
         raise JetgenError("--arch {} applies only to image (vae, cvae, ad, vad) models, not to {} ({}); drop it.".format(
             o["arch"], o["model"], where))
     o["arch"] = o["arch"] or cls.archs[0]
     if o["arch"] not in cls.archs:
         raise JetgenError("--arch {} does not fit model {} ({}); choose one of: {}.".format(
             o["arch"], o["model"], where, ", ".join(cls.archs)))
-    if shape_kind and o["data"] not in SHAPE_DATASETS:
-        raise JetgenError("The {} model trains on 3D shapes; --data {} is an image data set ({}), choose one of: "
-                          "{}.".format(o["model"], o["data"], where, ", ".join(SHAPE_DATASETS)))
-    if not shape_kind and o["data"] in SHAPE_DATASETS:
-        raise JetgenError("--data {} holds 3D shapes, which only the atlasnet model takes ({}); choose one of: "
-                          "{}.".format(o["data"], where, ", ".join(DATASETS)))
-    choice("data", DATASETS + SHAPE_DATASETS)
+    data_modality = modalities.of_data(o["data"])
+    if data_modality is not None and data_modality != modality:
+        raise JetgenError(half.WRONG_DATA.format(model=o["model"], data=o["data"], where=where,
+                                                 choices=", ".join(half.DATASETS)))
+    choice("data", modalities.datasets())
     choice("likelihood", LIKELIHOODS)
     choice("kl_schedule", KL_SCHEDULES)
     choice("lr_schedule", LR_SCHEDULES)
@@ -156,10 +149,7 @@ def validate(o, where="the options"):
             o["family"], " and ".join(takers) or "no", o["model"], " or ".join(cls.families), where))
     if o["latent_dim"] is None:
         o["latent_dim"] = DEFAULT_LATENT_DIM[o["arch"]]
-    if shape_kind:
-        _validate_shapes(o, where)
-    else:
-        o["hidden"] = int_list(o["hidden"], "hidden")
+    half.validate(o, where)
     o["channels"] = int_list(o["channels"], "channels")
     if len(o["channels"]) != 3:
         raise JetgenError("--channels takes three comma-separated numbers (e.g. 512,256,128), got {}.".format(
@@ -188,13 +178,17 @@ def validate(o, where="the options"):
     return o
 
 
-def _check_sides(o, shape_kind, where):
-    """Refuse an option of the other side (image options with atlasnet, 3D options with an image model)."""
-    foreign = IMAGE_ONLY if shape_kind else SHAPE_ONLY
-    for key in foreign:
-        if normalise(key, o[key]) != normalise(key, DEFAULTS[key]):
-            raise JetgenError("{} applies only to {} models, not to {} ({}); drop it.".format(
-                flag(key), "image (vae, cvae, ad, vad)" if shape_kind else "3D (atlasnet)", o["model"], where))
+def _check_sides(o, modality, where):
+    """Refuse an option another modality's models own (image options with atlasnet, 3D options with an
+    image model): each modality's train part lists its OPTIONS."""
+    for other in modalities.names():
+        if other == modality:
+            continue
+        owner = modalities.part(other, "train")
+        for key in owner.OPTIONS:
+            if normalise(key, o[key]) != normalise(key, DEFAULTS[key]):
+                raise JetgenError("{} applies only to {} models, not to {} ({}); drop it.".format(
+                    flag(key), owner.OWNER, o["model"], where))
 
 
 def _validate_shapes(o, where):
@@ -242,6 +236,12 @@ def _validate_shape_schedule(o, where):
         raise JetgenError("augment must be true, false or null, got {!r} ({}).".format(o["augment"], where))
 
 
+def run_modality(config):
+    """The modality of a run's (checked) options or config.json: its stored ``modality``, or for a run
+    trained before that key was stored, the one its model kind implies."""
+    return config.get("modality") or spec.kind_modality(config["model"])
+
+
 def check_stored(config, path):
     """Validate a config read from ``path`` (config.json): every option by the same rules as the command
     line, and the data-derived keys a model is built from. Returns it with defaults filled in."""
@@ -249,8 +249,12 @@ def check_stored(config, path):
         raise JetgenError("{} does not hold a run configuration.".format(path))
     opts = dict(DEFAULTS, **config)
     validate(opts, path)
+    if "modality" in opts and opts["modality"] != spec.kind_modality(opts["model"]):
+        raise JetgenError("{} says modality {!r} but its model {} belongs to the {} modality; it was edited by "
+                          "hand: remove the modality key or train a new run.".format(
+                              path, opts["modality"], opts["model"], spec.kind_modality(opts["model"])))
     shape = opts.get("image_shape")
-    rank = 2 if opts["model"] in SHAPE_KINDS else 3  # (points, 3) for 3D shapes, (C, H, W) for images
+    rank = modalities.part(run_modality(opts), "train").EXAMPLE_RANK  # (points, 3), (C, H, W)
     if not (isinstance(shape, list) and len(shape) == rank and all(_is_int(s) and s > 0 for s in shape)):
         raise JetgenError("{} lacks a valid image_shape ({} positive whole numbers); it was not written by "
                           "`jetgen train`.".format(path, rank))

@@ -13,10 +13,10 @@ import zlib
 import numpy as np
 import torch
 
+from jetgen import modalities
 from jetgen.errors import JetgenError
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "folder")
-SHAPE_DATASETS = ("shapes", "meshes", "points")  # 3D point clouds: jetgen.train.shapes
+DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "folder")  # images; every modality's: modalities.datasets()
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -66,19 +66,13 @@ def load_dataset(name, data_dir=None, download=False, image_size=28, seed=0, tes
 
 
 def load_for_run(config, log=None):
-    """The data set a run's options name: images (``load_dataset``) or 3D shapes
-    (``jetgen.train.shapes.load_shape_dataset`` with the run's points, classes and sizes); ``log`` hears
+    """The data set a run's options (or a stored config.json) name, loaded by the training part of the
+    modality that owns the name (jetgen/modalities/<modality>/train.py: images by ``load_dataset``, 3D shapes
+    by ``jetgen.train.shapes.load_shape_dataset`` with the run's points, classes and sizes); ``log`` hears
     of skipped files. JetgenError when it cannot be loaded."""
     name = config.get("data") or "digits"
-    if name not in SHAPE_DATASETS:
-        return load_dataset(name, config.get("data_dir"), bool(config.get("download", False)),
-                            int(config.get("image_size", 28)), seed=int(config.get("seed", 0)))
-    from jetgen.train.shapes import load_shape_dataset
-
-    return load_shape_dataset(name, config.get("data_dir"), points=int(config.get("points", 2500)),
-                              seed=int(config.get("seed", 0)), n_train=int(config.get("shapes_per_class", 300)),
-                              n_test=int(config.get("test_shapes_per_class", 80)),
-                              classes=config.get("shape_classes"), log=log)
+    modality = modalities.of_data(name) or "image"  # an unknown name: load_dataset's sentence naming the choices
+    return modalities.part(modality, "train").load(config, log)
 
 
 def load_digits(image_size=28, n_train=1500, split_seed=0):

@@ -25,11 +25,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from jetgen import modalities, spec
 from jetgen.atomic import atomic_write_json, check_room
 from jetgen.errors import JetgenError
 from jetgen.models.inference import infer_latents, infer_params
 from jetgen.train import metrics, plots
-from jetgen.train.config import SHAPE_KINDS
 from jetgen.train.data import load_for_run
 from jetgen.train.rundir import load_run, read_metrics
 
@@ -103,8 +103,9 @@ def evaluate_run(run_dir, iw_samples=100, pictures=True, out_dir=None, seed=0,
     check_room(out_dir or run_dir, ROOM_NUMBERS)
     if pictures:
         check_room(out_dir or os.path.join(run_dir, "plots"), ROOM_PICTURES)
-    if run.model.kind in SHAPE_KINDS:
-        return _evaluate_shapes(run, data, int(max_shapes), pictures, out_dir, int(seed), phase, started)
+    half = modalities.part(spec.kind_modality(run.model.kind), "train")
+    if half.evaluate is not None:  # the modality evaluates its own runs (3D shapes)
+        return half.evaluate(run, data, int(max_shapes), pictures, out_dir, int(seed), phase, started)
     model, x = run.model, data.test_x
     options = {"iw_samples": int(iw_samples), "seed": int(seed)}
     if not model.has_encoder:
@@ -155,7 +156,8 @@ def _evaluate_shapes(run, data, max_shapes, pictures, out_dir, seed, phase, star
 def _load(run_dir, load_run):
     run = load_run(run_dir)
     data = load_run_data(run.config)
-    expected = run.config["image_shape"] if run.model.kind in SHAPE_KINDS else run.model.image_shape
+    half = modalities.part(spec.kind_modality(run.model.kind), "train")
+    expected = run.config["image_shape"] if half.SHAPE_FROM_CONFIG else run.model.image_shape
     if tuple(data.image_shape) != tuple(expected):
         raise JetgenError("The data set {} now gives images of shape {} but the run was trained on {}; point "
                           "the run at the data it was trained on.".format(data.name, data.image_shape,

@@ -41,7 +41,9 @@ CHECKPOINT_DIR = "checkpoint"
 LATENT_STATS = "latent_stats.jsonl"
 LATENT_PRIOR = "latent_prior.json"
 # what train() stores in config.json beyond the options (DEFAULTS) and the data-derived keys (DATA_KEYS)
-STORED_KEYS = ("format_version", "run_id", "classes", "jetgen_version", "torch_version", "auto_schedule")
+# (modality: the model kind's, jetgen.spec.MODALITIES; runs trained before it was stored lack it and are read
+# as their kind implies, jetgen.train.config.run_modality)
+STORED_KEYS = ("format_version", "run_id", "classes", "jetgen_version", "torch_version", "auto_schedule", "modality")
 
 
 def write_config(run_dir, config):

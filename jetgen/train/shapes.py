@@ -26,7 +26,7 @@ import torch
 
 from jetgen.atomic import atomic_write_bytes
 from jetgen.errors import JetgenError
-from jetgen.train.data import SHAPE_DATASETS, Dataset  # noqa: F401  (SHAPE_DATASETS re-exported)
+from jetgen.train.data import Dataset
 
 SHAPE_CLASSES = ("sword", "plane", "chair", "table", "lamp", "mug")
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb")
@@ -551,4 +551,4 @@ def load_shape_dataset(name, data_dir=None, points=DEFAULT_POINTS, seed=0, n_tra
         return load_meshes(data_dir, points, seed, test_fraction, log)
     if name == "points":
         return load_points(data_dir, points, seed, test_fraction, log=log)
-    raise JetgenError("Unknown 3D data set {!r}; choose one of: {}.".format(name, ", ".join(SHAPE_DATASETS)))
+    raise JetgenError("Unknown 3D data set {!r}; choose one of: shapes, meshes, points.".format(name))

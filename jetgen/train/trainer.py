@@ -37,12 +37,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from jetgen import __version__
+from jetgen import __version__, modalities, spec
 from jetgen.atomic import atomic_write_json, clean_stale
 from jetgen.errors import JetgenError
 from jetgen.models import build_model, kind_class
 from jetgen.train import config as run_config, rundir
-from jetgen.train.data import SHAPE_DATASETS, load_dataset, load_for_run
+from jetgen.train.data import load_for_run
 from jetgen.train.metrics import active_units
 from jetgen.train.schedules import kl_term, kl_weight, lr_factor
 
@@ -95,8 +95,8 @@ def train(config, resume=None):
         if run is None:
             return run_dir
         _loop(run)
-        if rank == 0 and run.opts["model"] in run_config.SHAPE_KINDS:
-            _fit_latent_prior(run)
+        if rank == 0:
+            run.half.after_training(run)
         if world > 1:
             _record_ddp_checksums(run_dir, run.model, rank, world)
         if run.show:
@@ -109,30 +109,33 @@ def train(config, resume=None):
 
 
 class _Run(object):
-    """Everything one training run holds between steps (set up by ``_setup``)."""
+    """Everything one training run holds between steps (set up by ``_setup``): what it is (``opts``,
+    ``run_dir``, ``data`` and its tensors ``train_x``/``train_y`` on ``device``), what trains (``model``,
+    ``objective``, ``optimizer``, ``scaler`` when ``use_amp``, the ``base_lrs`` of its groups, ``free_bits``
+    or None), how the data is dealt (``sampler``, ``steps_per_epoch``, ``total_steps``, ``augment`` or None),
+    who runs it (``rank`` of ``world`` processes; ``show``: this one prints), where it is (``epoch``, ``step``,
+    ``global_step``, the epoch's accumulators ``acc``) and ``half``, its modality's training part
+    (jetgen/modalities/<modality>/train.py)."""
 
-    def __init__(self, **values):
-        self.__dict__.update(values)
+    def __init__(self, opts, run_dir, data, model, optimizer, scaler, use_amp, objective, sampler, device, rank,
+                 world, steps_per_epoch, total_steps, base_lrs, free_bits, train_x, train_y, show):
+        self.opts, self.run_dir, self.data = opts, run_dir, data
+        self.model, self.objective, self.optimizer, self.scaler, self.use_amp = model, objective, optimizer, scaler, use_amp
+        self.base_lrs, self.free_bits = base_lrs, free_bits
+        self.sampler, self.steps_per_epoch, self.total_steps, self.augment = sampler, steps_per_epoch, total_steps, None
+        self.device, self.rank, self.world, self.show = device, rank, world, show
+        self.train_x, self.train_y = train_x, train_y
+        self.epoch, self.step, self.global_step, self.acc = 0, 0, 0, _new_accumulators()
+        self.half = _half(opts)
 
-
-def _fit_latent_prior(run):
-    """After training a 3D run: the latent mixture on the training codes, as RUN/latent_prior.json."""
-    from jetgen.train.latent_gmm import fit_run_prior
-
-    spec = fit_run_prior(run.model, run.data.train_x, seed=run.opts["seed"])
-    if spec is not None:
-        rundir.save_latent_prior(run.run_dir, spec)
-        if run.show:
-            _say("Fitted the latent density ({} Gaussians, full covariance) on {} training codes: {}.".format(
-                len(spec["params"]["weights"]), len(run.data.train_x),
-                os.path.join(run.run_dir, rundir.LATENT_PRIOR)))
+    @staticmethod
+    def say(message):
+        """A line of the run's log (above the progress bar)."""
+        _say(message)
 
 
 def _load_data(opts, run_dir, resuming, world):
-    if opts["data"] in SHAPE_DATASETS:
-        data = load_for_run(opts, log=_say)
-    else:
-        data = load_dataset(opts["data"], opts["data_dir"], opts["download"], opts["image_size"], seed=opts["seed"])
+    data = load_for_run(opts, log=_say)
     _check_labels(data)
     if len(data.train_x) == 0:
         raise JetgenError("The {} training split is empty; add training images.".format(data.name))
@@ -148,7 +151,8 @@ def _load_data(opts, run_dir, resuming, world):
                                   opts["image_shape"]))
     else:
         chosen = _fill_schedule(opts, data, world)
-        opts.update(image_shape=list(data.image_shape), classes=data.classes, num_train=len(data.train_x),
+        opts.update(modality=spec.kind_modality(opts["model"]), image_shape=list(data.image_shape),
+                    classes=data.classes, num_train=len(data.train_x),
                     num_classes=data.num_classes if kind_class(opts["model"]).labelled else 0,
                     jetgen_version=__version__, torch_version=torch.__version__, run_id=uuid.uuid4().hex)
         if opts["data_dir"]:
@@ -159,12 +163,7 @@ def _load_data(opts, run_dir, resuming, world):
 def _fill_schedule(opts, data, world):
     """The automatic batch size, lr and epochs (and, for 3D shapes, passes per epoch, timed on a throw-away
     model); the sentence saying what was chosen, or None."""
-    if opts["model"] not in run_config.SHAPE_KINDS:
-        return run_config.fill_schedule(opts, len(data.train_x), world)
-    from jetgen.train.shape_training import fill_shape_schedule, step_seconds
-
-    return fill_shape_schedule(opts, len(data.train_x), world=world,
-                               probe=lambda batch: step_seconds(build_model, opts, data.train_x, batch))
+    return _half(opts).fill_schedule(opts, data, world, build_model)
 
 
 def _prepare_run_dir(run_dir, resuming, force, model, rank, world, opts):
@@ -235,13 +234,8 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
                base_lrs=[g["lr"] for g in groups],
                free_bits=opts["free_bits"] if opts["kl_schedule"] == "free-bits" else None,
                train_x=data.train_x.to(device), train_y=data.train_y.to(device),
-               epoch=0, step=0, global_step=0, acc=_new_accumulators(),
-               show=rank == 0 and not opts["quiet"], augment=None)
-    augment_line = None
-    if opts["model"] in run_config.SHAPE_KINDS:
-        from jetgen.train.shape_training import choose_augmentation
-
-        run.augment, augment_line = choose_augmentation(opts, data.train_x)
+               show=rank == 0 and not opts["quiet"])
+    run.augment, augment_line = run.half.choose_augmentation(opts, data.train_x)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         if use_amp and state.get("scaler"):
@@ -256,8 +250,8 @@ def _setup(opts, run_dir, resuming, force, device, rank, world):
         if augment_line:
             _say(augment_line)
         _say("Training {} ({}, latent {}) on {} ({} {}) for {} epochs on {}{}{}{}.".format(
-            opts["model"], opts.get("variant") if opts["model"] in run_config.SHAPE_KINDS else opts["arch"],
-            opts["latent_dim"], data.name, len(data.train_x), _examples(data), opts["epochs"], device,
+            opts["model"], opts.get(run.half.SHOWN_SETTING),
+            opts["latent_dim"], data.name, len(data.train_x), run.half.EXAMPLES, opts["epochs"], device,
             " with mixed precision" if use_amp else "", ", {} processes".format(world) if world > 1 else "",
             ", resuming at epoch {} step {}".format(run.epoch + 1, run.step) if state is not None else ""))
     return run
@@ -363,9 +357,7 @@ def _end_epoch(run):
     """Metrics and latent statistics of the finished epoch (rank 0), then a checkpoint."""
     run.epoch += 1
     if run.rank == 0:
-        # 3D shapes hold thousands of points each: smaller evaluation batches keep the memory bounded
-        row, latent_stats = _evaluate(run.model, run.data, run.opts, run.device,
-                                      batch=64 if len(run.data.image_shape) == 2 else 500)
+        row, latent_stats = _evaluate(run.model, run.data, run.opts, run.device, batch=run.half.EVAL_BATCH)
         acc = run.acc
         count = max(acc["count"], 1.0)
         row.update(epoch=run.epoch, train_loss=(acc["recon"] + acc["kl"]) / count, train_recon=acc["recon"] / count,
@@ -375,22 +367,9 @@ def _end_epoch(run):
         rundir.append_latent_stats(run.run_dir, dict(epoch=run.epoch, **latent_stats))
         if run.show:
             _say(_summary(row, run.opts))
-            _collapse_watch(run, row, latent_stats)
+            run.half.watch_latents(run, row, latent_stats)
     run.step, run.acc = 0, _new_accumulators()
     _checkpoint(run)
-
-
-def _collapse_watch(run, row, latent_stats):
-    """3D runs: a loud line when no latent unit is active, from a quarter of the run on (the encoder needs
-    some steps before its output depends on the input) and always at the end."""
-    if run.opts["model"] not in run_config.SHAPE_KINDS or 4 * run.epoch < run.opts["epochs"]:
-        return
-    from jetgen.train.shape_training import latent_warning
-
-    line = latent_warning(row["active_units"], run.opts["latent_dim"], latent_stats.get("kl_per_dim"),
-                          run.opts.get("variant", "vae"))
-    if line:
-        _say(line)
 
 
 class _Objective(nn.Module):
@@ -505,8 +484,9 @@ def _kept(run_dir):
     return " No checkpoint was written."
 
 
-def _examples(data):
-    return "shapes" if len(data.image_shape) == 2 else "images"
+def _half(opts):
+    """The training part of the run's modality (jetgen/modalities/<modality>/train.py)."""
+    return modalities.part(run_config.run_modality(opts), "train")
 
 
 def _new_accumulators():

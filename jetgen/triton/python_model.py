@@ -124,7 +124,7 @@ class TritonPythonModel(object):
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         bundle = Bundle.open(os.path.join(version_dir, "bundle"), verify=True)
         self.mode = params.get("mode", "local")
-        points = bundle.model.get("points") is not None
+        points = bundle.model["modality"] == "points"  # (Triton has its own BLS point model class)
         if self.mode == "bls":
             cls = BlsPointModel if points else BlsModel
             graphs = json.loads(params.get("graph_models", "{}"))

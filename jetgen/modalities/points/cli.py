@@ -172,3 +172,14 @@ def print_depth_completion(report):
                "written in the {} frame.".format(t["scale"], t["yaw_deg"], t["translation"][0], t["translation"][1],
                                                  t["translation"][2], report["frame"]))
     click.echo("Wrote {}.".format(", ".join(report["files"])))
+
+
+def info_lines(info):
+    """The 3D lines of ``jetgen info`` for a point-cloud bundle (``info`` from jetgen.runtime.bundle.describe)."""
+    points = info["points"]
+    return [("3D", "{} patches of a {}x{} grid: {} points and {} faces ({}) per shape".format(
+                points["patches"], points["grid"], points["grid"], points["patches"] * points["grid"] ** 2,
+                points["faces"]["count"], points["faces"]["file"])),
+            ("3D inputs", "encoder reads {} points, completion {} observed points; loss_scale {:g}, prior_weight "
+                          "{:g}".format(points["encoder_points"], points["target_points"], points["loss_scale"],
+                                        points["prior_weight"]))]
