@@ -36,13 +36,15 @@ def write_depth_view(out_dir, seed=0, shape_class=DEPTH_CLASS, index=0):
     """Render a held-out procedural shape (test instance ``index`` of ``shape_class``) at a random pose
     drawn from ``seed`` with a z-buffer, add the sensor model (jetgen.modalities.points.depth.simulate_sensor)
     and write what a depth camera would give: ``out_dir``/depth.png (16-bit, mm) and
-    ``out_dir``/camera.json (fx, fy, cx, cy, width, height). Returns a dict: the paths, the whole
+    ``out_dir``/camera.json (fx, fy, cx, cy, width, height), and the whole shape in the camera's frame,
+    ``out_dir``/whole.ply (for ``jetgen complete --original``). Returns a dict: the paths, the whole
     shape in the model frame (2500 points) and in the camera frame, and the true transform model ->
     camera (scale, rotation, translation, yaw_deg)."""
     import json
 
     from jetgen.atomic import atomic_write_text
     from jetgen.modalities.points import pose
+    from jetgen.modalities.points.codec import write_points
     from jetgen.modalities.points.depth import Intrinsics, simulate_sensor, write_depth_png
     from jetgen.modalities.points.raster import render_depth
     from jetgen.train.shapes import DEFAULT_TRAIN, SHAPE_CLASSES, instance_seed, make_mesh, sample_points
@@ -61,8 +63,11 @@ def write_depth_view(out_dir, seed=0, shape_class=DEPTH_CLASS, index=0):
     write_depth_png(depth_path, depth)
     atomic_write_text(camera_path, json.dumps(DEPTH_CAMERA, indent=1) + "\n")
     whole = sample_points(mesh, 2500, 1234)
-    return {"depth": depth_path, "intrinsics": camera_path, "pixels": int((depth > 0).sum()), "whole": whole,
-            "whole_camera": whole.dot(rotation.T) * scale + translation, "class": shape_class,
+    whole_camera = whole.dot(rotation.T) * scale + translation
+    write_points(os.path.join(out_dir, "whole.ply"), whole_camera)
+    return {"depth": depth_path, "intrinsics": camera_path, "original": os.path.join(out_dir, "whole.ply"),
+            "pixels": int((depth > 0).sum()), "whole": whole,
+            "whole_camera": whole_camera, "class": shape_class,
             "scale": float(scale), "rotation": rotation, "translation": translation,
             "yaw_deg": float(np.degrees(theta))}
 
@@ -96,12 +101,14 @@ def depth_completion(step, root, bundle, seed=0, centroid_of=None):
               np.round((seen > 0) * (1.0 - 0.8 * (seen - near) / max(far - near, 1e-6)) * 255).astype(np.uint8))
     done = os.path.join(root, "depth-completed.ply")
     report, _ = step("3D: complete from depth", [
-        "complete", bundle, "--depth", view["depth"], "--intrinsics", view["intrinsics"], "--out", done,
+        "complete", bundle, "--depth", view["depth"], "--intrinsics", view["intrinsics"], "--original", view["original"],
+        "--out", done,
         "--png", os.path.join(root, "depth-completion.png"), "--json"], torch_free=True, capture_json=True)
     completed = read_points(done)
     t = report["transform"]
     return {"class": view["class"], "pixels": view["pixels"], "input_points": report["input_points"],
             "completed": _chamfer(completed, view["whole_camera"]) / view["scale"] ** 2,
+            "completed_cli": 1000.0 * report["chamfer_to_original"] / view["scale"] ** 2,
             "scale_found": t["scale"], "scale_true": view["scale"],
             "yaw_found_deg": t["yaw_deg"] % 360.0, "yaw_true_deg": view["yaw_deg"] % 360.0,
             "rotation_error_deg": _rotation_error_deg(t["rotation"], view["rotation"]),
@@ -137,10 +144,11 @@ def shapes_part(step, out, seed=0):
     rows = []
     for k, i in enumerate(picks):
         partial, _ = cut_by_plane(test_x[i], np.random.RandomState(seed + k), 0.5)
-        src = os.path.join(root, "partial-{}.ply".format(k))
+        src, whole = os.path.join(root, "partial-{}.ply".format(k)), os.path.join(root, "whole-{}.ply".format(k))
         write_points(src, partial)
+        write_points(whole, test_x[i][:2500])
         done = os.path.join(root, "completed-{}.npy".format(k))
-        step("3D: complete", ["complete", bundle, "--input", src, "--seed", seed, "--out", done,
+        step("3D: complete", ["complete", bundle, "--input", src, "--original", whole, "--seed", seed, "--out", done,
                               "--png", os.path.join(root, "completed-{}.png".format(k))], torch_free=True)
         completed = np.load(done).reshape(-1, 3)
         centroid = _class_centroid(train_x, train_y, data.classes, data.classes[int(test_y[i])])
@@ -192,8 +200,9 @@ def report_lines(s):
         lines += ["", "Completion from one depth image, in a process without torch: a held-out {} rendered with a "
                   "z-buffer at a random pose (scale, yaw, offset unknown to the model), with sensor noise growing with "
                   "depth squared, dropped pixels and 1 mm steps, written as `shapes/{}` and `shapes/{}`, then "
-                  "`jetgen complete atlasnet.jetgen --depth {} --intrinsics {} --out depth-completed.ply --png "
-                  "depth-completion.png --json` ({} s):".format(d["class"], d["depth"], d["intrinsics"], d["depth"],
+                  "`jetgen complete atlasnet.jetgen --depth {} --intrinsics {} --original depth-view/whole.ply --out "
+                  "depth-completed.ply --png depth-completion.png --json` ({} s):".format(
+                      d["class"], d["depth"], d["intrinsics"], d["depth"],
                                                                  d["intrinsics"], num(d["seconds"], "{:.1f}")), "",
                   "| pixels with depth | Chamfer-L2 x1000, completed | class centroid (true class and pose) | scale "
                   "found / true | yaw found / true | rotation error | offset error |", "|---|---|---|---|---|---|---|",
