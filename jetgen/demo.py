@@ -171,11 +171,18 @@ def main(argv=None):
         os.path.join(out, "cvae.jetgen")))
 
 
+def _is_16bit_png(path):
+    """True for a 16-bit PNG (a depth image: data, near black when viewed), which the report does not show."""
+    with open(path, "rb") as handle:
+        head = handle.read(25)
+    return len(head) == 25 and head[24] == 16
+
+
 def _pictures(out):
     names = []
     for root, _, files in os.walk(out):
         for f in sorted(files):
-            if f.endswith(".png") and "engines" not in root:
+            if f.endswith(".png") and "engines" not in root and not _is_16bit_png(os.path.join(root, f)):
                 names.append(os.path.relpath(os.path.join(root, f), out))
     return sorted(names)
 

@@ -124,7 +124,7 @@ def test_readme_commands_run_as_written(workdir, capsys):
     assert os.path.isfile(os.path.join(work, "runs", "cvae", "eval.json"))
     assert os.path.isfile(os.path.join(work, "runs", "cvae", "eval-k10.json"))
     for name in ("grid.png", "digit.png", "strip.png", "completed.png", "bench.md", "bench.png", "shape-7.obj",
-                 "shapes.png", "completed.obj", "completed-3d.png"):
+                 "shapes.png", "completed.obj", "completed-3d.png", "object.ply", "object-3d.png"):
         assert os.path.isfile(os.path.join(work, name)), name
 
     for block in fenced_blocks(os.path.join(ROOT, "README.md"), "python"):

@@ -109,6 +109,26 @@ def test_image_endpoints_say_the_model_is_3d(site):
     assert status == 400 and "points model" in out["error"]
 
 
+def coverage(driver, canvas):
+    """(share of the pixels inside the drawn object's bounding box that are not background, number of
+    distinct colours drawn) of a canvas, read in the page."""
+    return driver.execute_script("""
+        const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let x0 = c.width, y0 = c.height, x1 = -1, y1 = -1;
+        const ink = (i) => d[i] < 245 || d[i + 1] < 245 || d[i + 2] < 245;
+        for (let y = 0; y < c.height; y++) for (let x = 0; x < c.width; x++) {
+          if (ink(4 * (y * c.width + x))) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+        }
+        if (x1 < 0) return [0, 0];
+        let n = 0;
+        const colours = new Set();
+        for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) {
+          const i = 4 * (y * c.width + x);
+          if (ink(i)) { n++; colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); }
+        }
+        return [n / ((x1 - x0 + 1) * (y1 - y0 + 1)), colours.size];""", canvas)
+
+
 @pytest.mark.skipif(not HAVE_SELENIUM or CHROMIUM is None or DRIVER is None,
                     reason="needs selenium, Chromium and chromedriver (.ci/run installs them)")
 def test_the_page_shows_turns_and_completes_shapes(site, browser, tmp_path):
@@ -128,9 +148,23 @@ def test_the_page_shows_turns_and_completes_shapes(site, browser, tmp_path):
     ActionChains(d).move_to_element(view).click_and_hold().move_by_offset(60, 10).release().perform()
     after = canvas_stats(d, view)
     assert after[1] != before[1]  # dragging turned the shape
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
     shots("3d-1-sampled")
+    # the shaded mesh fills its triangles: the object's bounding box is mostly covered, several times what
+    # its points alone cover, and lit (many shades), not flat
+    mesh, shades = coverage(d, view)
+    d.find_element(By.ID, "shape-mesh").click()
+    dots, _ = coverage(d, view)
+    shots("3d-1b-points")
+    d.find_element(By.ID, "shape-mesh").click()
+    assert mesh > 0.3 and mesh > 1.8 * dots and shades > 40, (mesh, dots, shades)
+    with open(str(tmp_path / "screenshots" / "shape-view.png"), "wb") as handle:  # the canvas alone, to look at
+        handle.write(view.screenshot_as_png)
     d.find_element(By.ID, "shape-cut").click()
     wait_for(d, lambda d: "completed in" in d.find_element(By.ID, "shape-complete-info").text, "the completion")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
     shots("3d-2-completed")
+    with open(str(tmp_path / "screenshots" / "shape-view-completed.png"), "wb") as handle:
+        handle.write(view.screenshot_as_png)
     assert len(d.find_elements(By.CSS_SELECTOR, "#shape-grid canvas")) == 8
     assert not severe_logs(d), severe_logs(d)

@@ -257,10 +257,14 @@ def complete(bundle, input_path, mask_path, mask_region, label, labels_text, ste
                 raise JetgenError("A point-cloud bundle completes the cloud it is given: drop --mask, --mask-region "
                                   "and labels.")
             report = half.complete_points(model, input_path, out, png_path, steps=steps, lr=lr, tol=tol,
-                                          init=init or "multistart", seed=seed)
+                                          init=init or "multistart", seed=seed,
+                                          original_path=extra.get("original_path"))
             return emit_json(report) if as_json else half.print_points_completion(report)
         if png_path is not None:
             raise JetgenError("--png is for point-cloud bundles; an image bundle's --out .png is the sheet.")
+        if extra.get("original_path") is not None:
+            raise JetgenError("--original is for point-cloud bundles; an image bundle's --out .png sheet already "
+                              "shows the originals.")
         check_out(out)
         init = init or "prior_mean"
         if (mask_path is None) == (mask_region is None):

@@ -42,25 +42,52 @@ def _files(paths):
     return paths[0] if len(paths) == 1 else "{} .. {}".format(paths[0], paths[-1])
 
 
-def complete_points(model, input_path, out, png_path, **options):
+def complete_points(model, input_path, out, png_path, original_path=None, **options):
     """``jetgen complete`` for a point-cloud bundle: the partial cloud in ``input_path`` completed into
-    ``out`` (and a partial-vs-completed sheet in ``png_path``); returns the JSON report."""
-    from jetgen.modalities.points.model import render_sheet
+    ``out`` (and a partial-vs-completed sheet in ``png_path``, with an "original" row when
+    ``original_path`` holds the whole shape, in the partial's frame); returns the JSON report (with the
+    Chamfer to the original when it is given)."""
     from jetgen.modalities.points.codec import read_points
 
     if png_path is not None and os.path.splitext(png_path)[1].lower() != ".png":
         raise JetgenError("--png must name a .png file, not {}.".format(png_path))
     partial = read_points(input_path)
+    original = None if original_path is None else read_points(original_path)
     result = model.complete(partial, **options)
     paths = save_points_output(model, out, result.x, titles=["completed"])
     if png_path is not None:
-        render_sheet(png_path, [partial, result.x[0]], [None, decoded_colours(model, 1)[0]], ["partial", "completed"],
-                     [None, model.faces])
+        _sheet(model, png_path, partial, result.x[0], original, "partial")
         paths.append(png_path)
-    return {"out": out, "files": paths, "input": input_path, "input_points": len(partial), "steps": result.steps,
-            "loss_start": float(result.history[0][0]), "loss": float(result.loss[0]),
-            "chamfer": float(result.chamfer[0]), "init": options.get("init"), "seed": options.get("seed"),
-            "points": int(result.x.shape[1]), "faces": len(result.faces)}
+    report = {"out": out, "files": paths, "input": input_path, "input_points": len(partial), "steps": result.steps,
+              "loss_start": float(result.history[0][0]), "loss": float(result.loss[0]),
+              "chamfer": float(result.chamfer[0]), "init": options.get("init"), "seed": options.get("seed"),
+              "points": int(result.x.shape[1]), "faces": len(result.faces)}
+    return _with_original(report, original_path, original, result.x[0])
+
+
+def _sheet(model, png_path, partial, completed, original, first):
+    """The completion sheet: rows ``first`` (the input's points), "completed" (the shaded mesh) and,
+    when the whole shape is known, "original" (its points), all in the model's frame."""
+    clouds, colours = [partial, completed], [None, decoded_colours(model, 1)[0]]
+    titles, faces = [first, "completed"], [None, model.faces]
+    if original is not None:
+        clouds, colours, titles, faces = clouds + [original], colours + [None], titles + ["original"], faces + [None]
+    render_sheet(png_path, clouds, colours, titles, faces)
+
+
+def _with_original(report, original_path, original, completed):
+    """``report`` with the Chamfer (sum of both one-way mean squared distances, in the input's units
+    squared) of the completed cloud to the whole shape in ``original_path``, when one was given."""
+    if original is None:
+        return report
+    import numpy as np
+
+    from jetgen.runtime.shapes import chamfer
+
+    report["original"] = original_path
+    report["chamfer_to_original"] = float(chamfer(np.asarray(completed, np.float64)[None],
+                                                  np.asarray(original, np.float64)[None])[0])
+    return report
 
 
 def print_points_completion(report):
@@ -68,8 +95,14 @@ def print_points_completion(report):
                "{:.3f} to {:.3f}; one-sided Chamfer {:.5f}.".format(
                    report["input"], report["input_points"], report["steps"], report["init"], report["loss_start"],
                    report["loss"], report["chamfer"]))
+    _print_original(report)
     click.echo("Wrote {}.".format(", ".join(report["files"])))
 
+
+def _print_original(report):
+    if "chamfer_to_original" in report:
+        click.echo("Chamfer to the whole shape in {} (both ways): {:.5g}.".format(report["original"],
+                                                                               report["chamfer_to_original"]))
 
 
 # -- completion from a depth image ---------------------------------------------------------------
@@ -92,6 +125,9 @@ def depth_options(command):
                      help="A PNG of the depth image's size: nonzero pixels are the object (the rest is dropped)."),
         click.option("--extrinsics", "extrinsics_path", default=None, type=click.Path(),
                      help="T.json: a 4x4 camera-to-world matrix; points and output are then in the world frame."),
+        click.option("--original", "original_path", default=None, type=click.Path(),
+                     help="3D: the whole shape (.ply, .xyz, .npy) in the input's frame, when it is known: --png "
+                          "adds an \"original\" row and the report its Chamfer to the completion."),
         click.option("--up", "up_axis", type=click.Choice(sorted(UP_AXES)), default=None,
                      help="The up axis of the scan's frame [default: -y (a level camera); with --extrinsics: +z]."),
     ]
@@ -117,12 +153,13 @@ def complete_given(model, out, png_path, steps, as_json, mask_given, options):
 
 
 def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, depth_scale=None, object_mask_path=None,
-                   extrinsics_path=None, up_axis=None):
+                   extrinsics_path=None, up_axis=None, original_path=None):
     """``jetgen complete --depth`` for a point-cloud bundle: back-project the depth image, complete it
     with an unknown pose (jetgen.modalities.points.pose; its own POSE_STEPS unless --steps is given), write the
     shape in the camera's (or world) frame; returns the JSON report (with the transform found)."""
     import numpy as np
 
+    from jetgen.modalities.points.codec import read_points
     from jetgen.modalities.points.depth import depth_points, read_extrinsics
     from jetgen.modalities.points.pose import CAMERA_UP, POSE_STEPS, complete_posed
 
@@ -133,6 +170,7 @@ def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, dep
     if png_path is not None and os.path.splitext(png_path)[1].lower() != ".png":
         raise JetgenError("--png must name a .png file, not {}.".format(png_path))
     scan, info = depth_points(depth_path, intrinsics_path, depth_scale, object_mask_path, extrinsics_path)
+    original = None if original_path is None else read_points(original_path)
     viewpoint = (0.0, 0.0, 0.0)
     up = UP_AXES[up_axis] if up_axis else CAMERA_UP
     if extrinsics_path is not None:
@@ -141,16 +179,18 @@ def complete_depth(model, out, png_path, steps, depth_path, intrinsics_path, dep
     result = complete_posed(model, scan, up=up, viewpoint=viewpoint, steps=steps if _given("steps") else POSE_STEPS)
     paths = save_points_output(model, out, result.x, titles=["completed"])
     if png_path is not None:  # drawn in the model's frame, where the views are set up
-        seen = (scan - result.translation).dot(result.rotation) / result.scale
-        render_sheet(png_path, [seen, result.x_model[0]], [None, decoded_colours(model, 1)[0]],
-                     ["scan", "completed"], [None, model.faces])
+        def to_model(points):
+            return (points - result.translation).dot(result.rotation) / result.scale
+
+        _sheet(model, png_path, to_model(scan), result.x_model[0], None if original is None else to_model(original),
+               "scan")
         paths.append(png_path)
     report = {"out": out, "files": paths, "depth": depth_path, "frame": info["frame"], "input_points": len(scan),
               "image": info["image"], "intrinsics": info["intrinsics"], "points": int(result.x.shape[1]),
               "faces": len(model.faces), "up": list(up), "transform": result.as_dict(),
               "steps": result.steps, "chamfer": result.chamfer}
     report["centre"] = np.asarray(result.x[0], dtype=np.float64).mean(axis=0).tolist()
-    return report
+    return _with_original(report, original_path, original, result.x[0])
 
 
 def _given(name):
@@ -171,6 +211,7 @@ def print_depth_completion(report):
     click.echo("Found its pose: scale {:.4g}, yaw {:.1f} degrees, translation ({:.3f}, {:.3f}, {:.3f}); the shape is "
                "written in the {} frame.".format(t["scale"], t["yaw_deg"], t["translation"][0], t["translation"][1],
                                                  t["translation"][2], report["frame"]))
+    _print_original(report)
     click.echo("Wrote {}.".format(", ".join(report["files"])))
 
 

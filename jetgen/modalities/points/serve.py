@@ -2,7 +2,8 @@
 bundles (AtlasNet). ``jetgen.serve.api`` sends a request here for a model of the points modality (jetgen.modalities).
 
 Shapes travel as coordinates rounded to 1/1000 of the unit sphere (what the page draws and rotates), a
-base64 PNG render per shape (what a page without JavaScript canvas support, or a test, can look at),
+base64 PNG render per shape (its shaded mesh: what a page without JavaScript canvas support, or a
+test, can look at),
 and the latents. The mesh faces are the same for every shape of a model, so they are sent once, in
 the model's card. numpy and the standard library; Python 3.6 compatible.
 """
@@ -35,13 +36,21 @@ def card(model):
 
 
 def render_b64(model, clouds, views=((20.0, -45.0),)):
-    """One base64 PNG per cloud: each view side by side, points coloured by patch."""
+    """One base64 PNG per cloud: each view side by side; a decoded shape as its shaded mesh (the
+    model's faces, tinted by patch), a partial cloud (no patch structure) as points."""
+    from jetgen.modalities.points.raster import render_mesh_view
+
     patches, per_patch = layout(model)
     colours = patch_colours(patches, per_patch)
+    faces = np.asarray(model.faces) if model.faces is not None else np.zeros((0, 3), np.int64)
     out = []
     for cloud in clouds:
-        tint = colours if len(cloud) == len(colours) else None  # a partial cloud has no patch structure
-        image = np.concatenate([render_view(cloud, RENDER_SIZE, e, a, tint) for e, a in views], axis=1)
+        if len(cloud) == len(colours) and len(faces):
+            views_drawn = [render_mesh_view(cloud, faces, RENDER_SIZE, e, a, colours) for e, a in views]
+        else:
+            tint = colours if len(cloud) == len(colours) else None
+            views_drawn = [render_view(cloud, RENDER_SIZE, e, a, tint) for e, a in views]
+        image = np.concatenate(views_drawn, axis=1)
         out.append(base64.b64encode(encode_png(image)).decode("ascii"))
     return out
 
