@@ -123,7 +123,8 @@ def test_outputs_outside_the_declared_range_are_refused(tmp_path):
     with Model.open(path, intra_op_threads=1) as m:
         for call in (lambda: m.decode(z, 0), lambda: m.decode(np.repeat(z, 5, axis=0), 0),  # one run; chunks
                      lambda: m.sample(1, labels=0, temperature=50.0, seed=0)):
-            with pytest.raises(JetgenError, match=r"outside its declared range \[0, 0.5\]"):
+            # (a temperature-50 draw is blamed on latents far outside the prior, the others on the graph)
+            with pytest.raises(JetgenError, match=r"declared range \[0, 0.5\]"):
                 call()
 
 

@@ -242,7 +242,8 @@ def test_a_completion_job_can_be_polled_and_streamed(served, bundles):
     x = target_digit(bundles, "vae")
     status, _, job = served.call("POST", "/api/models/vae/complete",
                                  {"image": [x.tolist()], "mask": region_mask("center", (1, 8, 8)).tolist(), "steps": 30})
-    assert status == 202 and job["state"] in ("queued", "running")
+    # a 30-step job on an 8x8 model may end before the 202 is written: the stream then replays it whole
+    assert status == 202 and job["state"] in ("queued", "running", "done")
     events = []
     req = urllib.request.Request(served.base + job["events"])
     with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
