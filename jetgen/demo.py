@@ -198,8 +198,7 @@ def training_line(t):
 
 def _needing_action(bundle, check):
     """How many of the check report's findings need action, as `jetgen check` counts them."""
-    from jetgen.cli.check import int64_harmless
-    from jetgen.export.check import needs_action
+    from jetgen.export.check import int64_harmless, needs_action
 
     findings = check.get("findings", [])
     int64_ok = bool(findings) and int64_harmless(bundle, check)

@@ -12,6 +12,18 @@ UNSTABLE_CV = 0.25  # a run whose spread (std / mean) exceeds this is flagged as
 MIN_P99_SAMPLES = 30  # below this a 99th percentile is one of the few largest samples, not a percentile
 
 
+def percentile(values, q):
+    """The ``q``-th percentile of ``values`` by linear interpolation between order statistics (numpy's
+    default), in plain Python; nan for no values (load tests report what came back, even nothing)."""
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
 def count_outliers(samples, k=1.5):
     """How many samples lie outside [Q1 - k*IQR, Q3 + k*IQR] (Tukey's fences); 0 below 4 samples."""
     arr = np.asarray(samples, dtype=np.float64)

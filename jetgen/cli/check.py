@@ -6,7 +6,7 @@ import click
 
 from jetgen.cli.options import key_option
 from jetgen.cli.output import emit_json
-from jetgen.export.check import check_model, format_report, is_int64_tensor_warning
+from jetgen.export.check import check_model, format_report, int64_harmless
 from jetgen.runtime.targets import TARGETS
 from jetgen.spec import PRECISIONS
 
@@ -36,23 +36,3 @@ def check(ctx, model, target, precision, max_batch, calib, as_json, verbose):
     else:
         click.echo(format_report(report, verbose=verbose, int64_ok=int64_harmless(model, report)))
     ctx.exit(0 if report["deployable"] else 1)
-
-
-def int64_harmless(model, report):
-    """True when the report warns about INT64 tensors and every INT64 constant of the checked graphs (the
-    bundle's, or the one .onnx) fits in 32 bits, so TensorRT's cast to INT32 changes nothing."""
-    import json
-    import os
-
-    import onnx
-
-    from jetgen.export.onnx_tools import int64_constants_fit_int32
-
-    if not any(is_int64_tensor_warning(f) for f in report["findings"]):
-        return False
-    if os.path.isdir(model):
-        with open(os.path.join(model, "manifest.json")) as handle:
-            files = [os.path.join(model, e["file"]) for e in json.load(handle)["graphs"].values()]
-    else:
-        files = [model]
-    return all(int64_constants_fit_int32(onnx.load(path)) for path in files)

@@ -92,9 +92,10 @@ def export(run, as_json, spec_path, sign_key, **options):
     if as_json:
         emit_json({"bundle": out, "seconds": round(seconds, 2), "manifest": manifest, "check": report})
         return
+    from jetgen.export.check import int64_harmless
     from jetgen.export.exporter import parity_ok
 
-    int64_ok = _harmless_int64(out, manifest, report)
+    int64_ok = bool(report) and int64_harmless(out, report)
     click.echo(summary_table(manifest, report, parity_ok, int64_ok))
     for line in notes(manifest, report, int64_ok):
         click.echo(line)
@@ -143,21 +144,6 @@ def _int64_warnings(report):
 
 def _int64_only(findings):
     return bool(findings) and all("INT64 tensors" in f["where"] for f in findings)
-
-
-def _harmless_int64(out, manifest, report):
-    """True when the check warns about INT64 tensors and every graph's INT64 constants fit in INT32
-    (jetgen.export.onnx_tools), so the warnings need no action."""
-    import os
-
-    import onnx
-
-    from jetgen.export.onnx_tools import int64_constants_fit_int32
-
-    if not _int64_warnings(report):
-        return False
-    return all(int64_constants_fit_int32(onnx.load(os.path.join(out, e["file"])))
-               for e in manifest["graphs"].values())
 
 
 def _status(graph, entry, report, parity_ok, int64_ok=False):

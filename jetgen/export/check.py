@@ -694,6 +694,23 @@ def is_int64_tensor_warning(f):
     return f["severity"] == "warning" and "INT64 tensors" in f["where"]
 
 
+def int64_harmless(path, report):
+    """True when ``report`` (check_model's, for the bundle directory or .onnx file at ``path``) warns
+    about INT64 tensors and every INT64 constant of the checked graphs fits in 32 bits, so TensorRT's
+    cast to INT32 changes nothing. A bundle's graph files come from its checked manifest (its signature,
+    if any, was the caller's to check)."""
+    from jetgen.export.onnx_tools import int64_constants_fit_int32
+
+    if not any(is_int64_tensor_warning(f) for f in report.get("findings", ())):
+        return False
+    if os.path.isdir(path):
+        manifest = spec.read_manifest(path, full=False, key=False)
+        files = [spec.inside(path, e["file"], "graph {}".format(g)) for g, e in manifest["graphs"].items()]
+    else:
+        files = [path]
+    return all(int64_constants_fit_int32(onnx.load(f)) for f in files)
+
+
 def needs_action(f, int64_ok=False):
     """True for a finding a person must act on or look at: every error and warning, except the INT64-tensor
     warning when ``int64_ok`` (every INT64 constant of the graphs fits in 32 bits, so the cast is harmless).

@@ -10,22 +10,13 @@ grouped into one run) are read before and after. Desktop tool; needs the ``trito
 import threading
 import time
 
+from jetgen.bench.stats import percentile
 from jetgen.errors import JetgenError
 
 MAX_CLIENTS = 64
 MAX_SECONDS = 600.0
 MAX_REQUESTS = 1000000
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
-
-
-def percentile(values, q):
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = (len(values) - 1) * q / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 def _client_module():
