@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from jetgen.cli import main
 from jetgen.errors import JetgenError
 from jetgen.runtime import Model
-from tests.runtime_fixtures import make_bundle
+from tests.runtime_fixtures import edit_manifest, make_bundle
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +33,7 @@ def edited(base, tmp_path, name, change):
         k += 1
     path = str(tmp_path / "{}{}.jetgen".format(name, k))
     shutil.copytree(base[name], path)
-    mpath = os.path.join(path, "manifest.json")
-    with open(mpath) as handle:
-        manifest = json.load(handle)
-    change(manifest)
-    with open(mpath, "w") as handle:
-        json.dump(manifest, handle)
+    edit_manifest(path, change)
     return path
 
 

@@ -22,8 +22,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from jetgen.serve import make_server  # noqa: E402
 from tests.runtime_fixtures import make_bundle  # noqa: E402
+from tests.test_serve_api import Served as ServedBase  # noqa: E402
 
 DEADLINE = 4.0      # seconds: the suite's whole-request deadline (the default is 20 s)
 ATTACKERS = 70
@@ -38,19 +38,8 @@ def bundles(tmp_path_factory):
             "cvae": make_bundle(os.path.join(root, "cvae.jetgen"), kind="cvae", n_labels=3)[0]}
 
 
-class Served(object):
-    def __init__(self, paths, **options):
-        self.lines = []
-        self.server = make_server(paths, host="127.0.0.1", port=0, threads=1, log=self.lines.append, **options)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.daemon = True
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.close()
-        self.thread.join(10)
+class Served(ServedBase):
+    """test_serve_api's threaded server, with requests from a chosen loopback source address."""
 
     def request(self, method, path, body=None, source="127.0.0.1", timeout=10):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
@@ -62,17 +51,6 @@ class Served(object):
             return resp.status, json.loads(payload.decode()) if payload[:1] in (b"{", b"[") else payload
         finally:
             conn.close()
-
-    def raw(self, data, timeout=5):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
-            sock.sendall(data)
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks)
 
 
 @pytest.fixture(scope="module")
