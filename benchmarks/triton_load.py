@@ -48,6 +48,16 @@ def decoder_inputs(manifest, batch):
     return make
 
 
+def infer_inputs(http, values):
+    """tritonclient InferInputs of the named numpy arrays ``values``."""
+    inputs = []
+    for name, value in values.items():
+        t = http.InferInput(name, list(value.shape), TYPES[value.dtype.kind + str(value.dtype.itemsize)])
+        t.set_data_from_numpy(value)
+        inputs.append(t)
+    return inputs
+
+
 def sample_inputs(manifest, batch):
     k = len(manifest["model"]["labels"])
 
@@ -56,12 +66,7 @@ def sample_inputs(manifest, batch):
                   "seed": np.array([i], np.int64)}
         if k:
             values["labels"] = np.array([i % k], np.int32)
-        inputs = []
-        for name, value in values.items():
-            t = http.InferInput(name, list(value.shape), TYPES[value.dtype.kind + str(value.dtype.itemsize)])
-            t.set_data_from_numpy(value)
-            inputs.append(t)
-        return inputs
+        return infer_inputs(http, values)
     return make
 
 
@@ -77,12 +82,7 @@ def complete_inputs(manifest, batch, steps):
                   "steps": np.array([steps], np.int32)}
         if k:
             values["labels"] = np.full(batch, i % k, np.int32)
-        inputs = []
-        for name, value in values.items():
-            t = http.InferInput(name, list(value.shape), TYPES[value.dtype.kind + str(value.dtype.itemsize)])
-            t.set_data_from_numpy(value)
-            inputs.append(t)
-        return inputs
+        return infer_inputs(http, values)
     return make
 
 
